@@ -1,0 +1,3 @@
+"""Mijnwebwinkel → Exact Online integration gateway."""
+
+__version__ = "0.1.0"

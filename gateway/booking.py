@@ -1,0 +1,369 @@
+"""Booking: turn a shop order into the Exact Online document the shop configured; pure, no I/O.
+
+`plan_booking()` checks the order and splits it into Exact lines (one per order line and VAT rate) whose amounts add
+up to the shop's total and VAT per rate to the cent. The job resolves the Exact ids the plan needs and
+`booking_documents.build_document()` makes the payload. Amounts are Decimal end to end (docs/booking.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from gateway.booking_amounts import AmountMismatch, incl_sum, money, reconcile_vat, share_cents
+from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwOrderLine
+from gateway.store.integrations import IntegrationSettings, VatMapping
+from gateway.vat import is_oss, vat_category
+
+SALES_ENTRY = "sales_entry"
+SALES_INVOICE = "sales_invoice"
+SALES_ORDER = "sales_order"
+DIRECT_SALES_INVOICE = "direct_sales_invoice"
+INVOICE_TYPES = {
+    (SALES_INVOICE, False): 8020,
+    (SALES_INVOICE, True): 8021,  # sales credit note
+    (DIRECT_SALES_INVOICE, False): 8023,
+    (DIRECT_SALES_INVOICE, True): 8024,  # direct credit note
+}
+DESCRIPTION_MAX = 60  # Exact cuts item and line descriptions at 60 characters
+
+# Error kinds: orders failed for one kind resume together when its cause is fixed (jobs/sync_order.resume_orders).
+UNMAPPED_VAT = "unmapped_vat"
+MISSING_SKU = "missing_sku"
+MISSING_ITEM = "missing_item"
+MISSING_GL = "missing_gl"
+TOTALS_MISMATCH = "totals_mismatch"
+SETTINGS = "settings"
+CREDIT_SALES_ORDER = "credit_sales_order"
+NEGATIVE_SALES_ORDER = "negative_sales_order"
+
+ARTICLE, SHIPPING, COSTS, DISCOUNT = "article", "shipping", "costs", "discount"
+_KIND_OF_TYPE = {"shipping": SHIPPING, "payment": COSTS, "discount": DISCOUNT}
+KIND_LABEL = {SHIPPING: "Shipping costs", COSTS: "Payment costs", DISCOUNT: "Discount", ARTICLE: "Article"}
+
+
+class BookingError(Exception):
+    """The order cannot be booked as configured. `kind` groups causes; `attention` means no retry can help."""
+
+    def __init__(self, kind: str, message: str, *, attention: bool = False, categories: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.attention = attention
+        self.categories = categories
+
+
+@dataclass(frozen=True)
+class PlannedLine:
+    """One Exact line: one order line at one VAT rate. Amounts are signed as booked (negative on credits)."""
+
+    number: int  # the order line, 1-based, for messages
+    kind: str  # article | shipping | costs | discount
+    description: str
+    quantity: Decimal
+    sku: str
+    category: str
+    rate: Decimal
+    vat_code: str
+    category_gl: str  # the category's revenue account code ("" when the mapping has none)
+    amount: Decimal  # excl. VAT, 2 decimals
+    vat: Decimal  # 2 decimals
+
+    @property
+    def label(self) -> str:
+        return f"order line {self.number} ({self.description or KIND_LABEL[self.kind]})"
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who the document is for: one account per e-mail (B2B always), or the consumers' collective account."""
+
+    link_kind: str  # "account" | "collective_account"
+    key: str  # e-mail (lower case) or the collective account's code
+    is_b2b: bool
+    name: str
+    email: str
+    address_line: str
+    postcode: str
+    city: str
+    country: str
+    vat_number: str
+    phone: str
+
+    def account_payload(self) -> dict[str, Any]:
+        """crm/Accounts POST: a customer (Status C) with what the shop knows; empty fields left out."""
+        payload = {
+            "Name": self.name[:50],
+            "Status": "C",
+            "Email": self.email,
+            "AddressLine1": self.address_line,
+            "Postcode": self.postcode,
+            "City": self.city,
+            "Country": self.country,
+            "VATNumber": self.vat_number,
+            "Phone": self.phone,
+        }
+        return {k: v for k, v in payload.items() if v}
+
+
+@dataclass(frozen=True)
+class BookingPlan:
+    order_number: str
+    document_type: str
+    is_credit: bool
+    credited_order_number: str
+    order_date: date
+    currency: str
+    description: str
+    customer: Customer
+    lines: tuple[PlannedLine, ...]
+    total: Decimal  # incl. VAT, as booked
+    vat_by_rate: Mapping[Decimal, Decimal]
+    categories: tuple[str, ...]
+
+    def item_code(self, line: PlannedLine, settings: IntegrationSettings) -> str:
+        """The Exact item a line books on: the SKU for articles, the configured item for the others."""
+        return {
+            ARTICLE: line.sku,
+            SHIPPING: settings.shipping_item,
+            COSTS: settings.costs_item,
+            DISCOUNT: settings.discount_item,
+        }[line.kind].strip()
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_booking(
+    order: MwwOrder,
+    settings: IntegrationSettings,
+    mappings: Mapping[str, VatMapping],
+    *,
+    home_country: str,
+    credited_reference: str = "",
+) -> BookingPlan:
+    """Check `order` against the configuration and split it into Exact lines; raise BookingError when it cannot be
+    booked (unmapped VAT category, totals that do not add up, a credit order as sales order, missing settings)."""
+    document_type = settings.insertion_type
+    _check_settings(order, settings)
+    categories = {}
+    for line in order.lines:
+        for price in line.prices:
+            rate_category = vat_category(
+                order, price.rate, home_country=home_country, eu_consumer_vat=settings.eu_consumer_vat
+            )
+            categories[(line.id, price.rate)] = rate_category
+    unmapped = sorted({c for c in categories.values() if not (mappings.get(c) and mappings[c].vat_code)})
+    if unmapped:
+        names = ", ".join(unmapped)
+        raise BookingError(
+            UNMAPPED_VAT, f"map VAT categor{'ies' if len(unmapped) > 1 else 'y'} {names}", categories=tuple(unmapped)
+        )
+    lines, vat_by_rate = _split_lines(order, settings, mappings, categories)
+    if document_type == SALES_ORDER:
+        lines = fold_negative_lines(order.number, lines)
+    total = sum((line.amount + line.vat for line in lines), Decimal(0))
+    description = f"Order {order.number}"
+    if order.is_credit:
+        description = f"Credit order {order.number} for order {order.credited_order_number}"
+        if credited_reference:
+            description += f" ({credited_reference})"
+    return BookingPlan(
+        order_number=order.number,
+        document_type=document_type,
+        is_credit=order.is_credit,
+        credited_order_number=order.credited_order_number,
+        order_date=order.date,
+        currency=order.currency,
+        description=description[:DESCRIPTION_MAX],
+        customer=customer_of(order, settings),
+        lines=tuple(lines),
+        total=total,
+        vat_by_rate=vat_by_rate,
+        categories=tuple(dict.fromkeys(categories.values())),
+    )
+
+
+def _check_settings(order: MwwOrder, settings: IntegrationSettings) -> None:
+    kind = settings.insertion_type
+    if kind not in (SALES_ENTRY, SALES_INVOICE, SALES_ORDER, DIRECT_SALES_INVOICE):
+        raise BookingError(SETTINGS, f"choose how orders are booked (unknown insertion type {kind!r})")
+    if order.is_credit and kind == SALES_ORDER:
+        raise BookingError(
+            CREDIT_SALES_ORDER,
+            f"order {order.number} is a credit order (return of order {order.credited_order_number}); Exact sales "
+            "orders cannot be negative, so book this credit by hand or switch to sales entries or invoices",
+            attention=True,
+        )
+    if kind != SALES_ORDER and not settings.journal_code.strip():
+        raise BookingError(SETTINGS, "choose the sales journal in the settings")
+    if kind == DIRECT_SALES_INVOICE and not settings.warehouse.strip():
+        raise BookingError(SETTINGS, "choose the warehouse for direct sales invoices in the settings")
+    if not order.lines:
+        raise BookingError(TOTALS_MISMATCH, f"order {order.number} has no order lines to book")
+
+
+def customer_of(order: MwwOrder, settings: IntegrationSettings) -> Customer:
+    address = order.invoice_address
+    is_b2b = order.business_model == "B2B" or bool(address.taxnumber)
+    email = order.email.strip().lower()
+    if not is_b2b and settings.b2c_collective:
+        if not settings.b2c_collective_account.strip():
+            raise BookingError(SETTINGS, "choose the collective account for consumers in the settings")
+        link_kind, key = "collective_account", settings.b2c_collective_account.strip()
+    else:
+        link_kind = "account"
+        key = email or f"no-email:{address.name}|{address.zipcode}|{address.country_code}".lower()
+    return Customer(
+        link_kind=link_kind,
+        key=key[:254],
+        is_b2b=is_b2b,
+        name=(address.company or address.name or order.email or f"Webshop customer {order.number}").strip(),
+        email=order.email.strip(),
+        address_line=address.address_line,
+        postcode=address.zipcode,
+        city=address.city,
+        country=address.country_code,
+        vat_number=address.taxnumber if is_b2b else "",
+        phone=address.phone,
+    )
+
+
+def line_kind(line: MwwOrderLine) -> str:
+    """Shipping, payment costs and discount lines by their `type`; everything else (article, custom) is an article."""
+    return _KIND_OF_TYPE.get(line.type, ARTICLE)
+
+
+def _split_lines(
+    order: MwwOrder,
+    settings: IntegrationSettings,
+    mappings: Mapping[str, VatMapping],
+    categories: Mapping[tuple[str, Decimal], str],
+) -> tuple[list[PlannedLine], dict[Decimal, Decimal]]:
+    try:
+        vats, targets = reconcile_vat(order)
+    except AmountMismatch as e:
+        raise BookingError(TOTALS_MISMATCH, f"{e}; not booked so no wrong amount reaches Exact") from e
+    sign = Decimal(-1) if order.is_credit and (order.total > 0 or incl_sum(order) > 0) else Decimal(1)
+    lines = []
+    for index, line in enumerate(order.lines):
+        kind = line_kind(line)
+        for position, price in enumerate(line.prices):
+            category = categories[(line.id, price.rate)]
+            mapping = mappings[category]
+            description = line.description or KIND_LABEL[kind]
+            if len(line.prices) > 1:
+                description = f"{description} ({price.rate.normalize():f} %)"
+            vat = vats[(index, position)]
+            quantity = abs(line.quantity) if line.quantity else Decimal(1)
+            lines.append(
+                PlannedLine(
+                    number=index + 1,
+                    kind=kind,
+                    description=description[:DESCRIPTION_MAX],
+                    quantity=-quantity if order.is_credit else quantity,
+                    sku=line.sku,
+                    category=category,
+                    rate=price.rate,
+                    vat_code=(mapping.vat_code or "").strip(),
+                    category_gl=_category_gl(category, mapping, settings),
+                    amount=sign * (price.amount_including_tax - vat),
+                    vat=sign * vat,
+                )
+            )
+    return lines, {rate: sign * amount for rate, amount in targets.items()}
+
+
+def _category_gl(category: str, mapping: VatMapping, settings: IntegrationSettings) -> str:
+    gl = (mapping.gl_account or "").strip()
+    if not gl and is_oss(category):
+        gl = settings.oss_revenue_account.strip()  # the "default sales revenue account for OSS"
+    return gl
+
+
+def fold_negative_lines(order_number: str, lines: list[PlannedLine]) -> list[PlannedLine]:
+    """Exact sales orders take no negative lines: each discount (or other negative line) is spread over the positive
+    lines of its VAT category in proportion to their amounts, in whole cents, so the order's total and its VAT per
+    rate stay the shop's. Quantities stay; unit prices come out lower, as the customer paid."""
+    negative = [i for i, line in enumerate(lines) if line.amount < 0 or line.vat < 0]
+    if not negative:
+        return lines
+    kept = [line for i, line in enumerate(lines) if i not in negative]
+    for category in dict.fromkeys(lines[i].category for i in negative):
+        cut = [lines[i] for i in negative if lines[i].category == category]
+        targets = [i for i, line in enumerate(kept) if line.category == category and line.amount > 0]
+        weights = [kept[i].amount for i in targets]
+        cut_amount, cut_vat = sum(x.amount for x in cut), sum(x.vat for x in cut)
+        if not targets or sum(weights) + cut_amount < 0 or sum(kept[i].vat for i in targets) + cut_vat < 0:
+            raise BookingError(
+                NEGATIVE_SALES_ORDER,
+                f"order {order_number} has {money(-cut_amount - cut_vat)} discount at VAT category {category}, more "
+                "than it discounts; Exact sales orders cannot be negative, so book it as a sales entry or invoice",
+                attention=True,
+            )
+        shares = zip(targets, share_cents(cut_amount, weights), share_cents(cut_vat, weights), strict=True)
+        for i, amount, vat in shares:
+            kept[i] = replace(kept[i], amount=kept[i].amount + amount, vat=kept[i].vat + vat)
+    return kept
+
+
+# ---------------------------------------------------------------- what the plan needs from Exact
+
+
+@dataclass(frozen=True)
+class ItemNeed:
+    code: str
+    description: str
+    vat_code: str
+    gl_code: str  # revenue account for a created item
+    creatable: bool  # an article SKU may be created (create_items); configured items must exist
+    required: bool  # False: looked up only for its revenue account (sales entry + item ledger)
+
+
+def items_needed(plan: BookingPlan, settings: IntegrationSettings) -> list[ItemNeed]:
+    """The Exact items the document refers to, once per code; raises BookingError for a line without an item."""
+    needs: dict[str, ItemNeed] = {}
+    uses_items = plan.document_type != SALES_ENTRY
+    for line in plan.lines:
+        code = plan.item_code(line, settings)
+        if not uses_items and not (settings.use_item_ledger and line.kind == ARTICLE and code):
+            continue
+        if not code:
+            if line.kind == ARTICLE:
+                raise BookingError(
+                    MISSING_SKU, f"{line.label} has no SKU, so it cannot be matched to an Exact item; add a SKU"
+                )
+            raise BookingError(SETTINGS, f"choose the {KIND_LABEL[line.kind].lower()} item in the settings")
+        needs.setdefault(
+            code,
+            ItemNeed(
+                code=code,
+                description=line.description,
+                vat_code=line.vat_code,
+                gl_code=line.category_gl,
+                creatable=line.kind == ARTICLE and settings.create_items,
+                required=uses_items,
+            ),
+        )
+    return list(needs.values())
+
+
+def gl_codes_needed(plan: BookingPlan, settings: IntegrationSettings) -> list[str]:
+    """Revenue account codes the lines may book on (category accounts and the configured cost accounts)."""
+    codes: dict[str, None] = {}
+    for line in plan.lines:
+        for code in (kind_gl(line, settings), line.category_gl):
+            if code:
+                codes.setdefault(code, None)
+    return list(codes)
+
+
+def kind_gl(line: PlannedLine, settings: IntegrationSettings) -> str:
+    return {
+        ARTICLE: "",
+        SHIPPING: settings.shipping_gl_account,
+        COSTS: settings.costs_gl_account,
+        DISCOUNT: settings.discount_gl_account,
+    }[line.kind].strip()

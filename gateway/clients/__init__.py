@@ -1,0 +1,1 @@
+"""One module per external API; no SQL, no arq."""

@@ -1,0 +1,309 @@
+"""Booking calls on Exact Online: find or create accounts and items, find a document by YourRef, create sales entries,
+invoices (+ PrintedSalesInvoices) and orders. Built on ExactClient.get_all/post; no SQL, no retries.
+
+`resolve_refs()` turns a booking plan into the Exact ids its document needs, using ids the job already knows (stored
+links) first and paying a look-up only for what is new; it returns the links it learned so the job can store them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.booking import (
+    DIRECT_SALES_INVOICE,
+    MISSING_ITEM,
+    SALES_ENTRY,
+    SALES_INVOICE,
+    SALES_ORDER,
+    SETTINGS,
+    BookingError,
+    BookingPlan,
+    Customer,
+    ItemNeed,
+    gl_codes_needed,
+    items_needed,
+)
+from gateway.booking_documents import Document, ExactRefs
+from gateway.clients.errors import PermanentApiError
+from gateway.clients.exact import ExactAccount, ExactClient, ExactItem
+from gateway.clients.exact_odata import odata_quote
+from gateway.store.integrations import IntegrationSettings
+
+PROCESSED = 50  # SalesInvoices.Status: 10 draft, 20 open, 50 processed (booked; numbered; maybe sent)
+_GUID_LENGTH = 36
+
+LinkKey = tuple[str, str]  # (kind, key): ("account", e-mail), ("item", code), ("gl_account", code), ...
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    path: str
+    id_field: str
+    number_field: str
+    selects_status: bool
+    filters_journal: bool
+
+
+_ENDPOINTS = {
+    SALES_ENTRY: _Endpoint("salesentry/SalesEntries", "EntryID", "EntryNumber", False, True),
+    SALES_INVOICE: _Endpoint("salesinvoice/SalesInvoices", "InvoiceID", "InvoiceNumber", True, True),
+    DIRECT_SALES_INVOICE: _Endpoint("salesinvoice/SalesInvoices", "InvoiceID", "InvoiceNumber", True, True),
+    SALES_ORDER: _Endpoint("salesorder/SalesOrders", "OrderID", "OrderNumber", True, False),
+}
+
+
+@dataclass(frozen=True)
+class ExactDocument:
+    """A booking in Exact: its id, its number ("" until Exact numbers it) and, for invoices and orders, status."""
+
+    document_type: str
+    id: str
+    number: str
+    status: int | None
+    your_ref: str
+
+    @classmethod
+    def from_api(cls, document_type: str, data: Mapping[str, Any]) -> ExactDocument:
+        endpoint = _ENDPOINTS[document_type]
+        doc_id = str(data.get(endpoint.id_field) or "").strip()
+        if not doc_id:
+            raise PermanentApiError(f"Exact Online answer lacks {endpoint.id_field}", vendor="Exact Online")
+        number = data.get(endpoint.number_field)
+        status = data.get("Status")
+        return cls(
+            document_type=document_type,
+            id=doc_id,
+            number="" if number in (None, "", 0) else str(number).strip(),
+            status=None if status in (None, "") else int(status),
+            your_ref=str(data.get("YourRef") or "").strip(),
+        )
+
+    @property
+    def is_processed(self) -> bool:
+        return self.status == PROCESSED
+
+
+@dataclass(frozen=True)
+class ExactPrintResult:
+    """What PrintedSalesInvoices said; Exact reports document and e-mail problems in fields of a 201, not as errors."""
+
+    invoice_id: str
+    document_error: str
+    email_error: str
+    email_sent: bool
+
+
+async def find_document(
+    client: ExactClient, *, document_type: str, your_ref: str, journal: str = ""
+) -> ExactDocument | None:
+    """The booking carrying `your_ref` (the shop order number), or None: Exact's stand-in for an idempotency key."""
+    endpoint = _ENDPOINTS[document_type]
+    select = [endpoint.id_field, endpoint.number_field, "YourRef", *(["Status"] if endpoint.selects_status else [])]
+    filter_ = f"YourRef eq {odata_quote(your_ref)}"
+    if endpoint.filters_journal and journal.strip():
+        filter_ += f" and Journal eq {odata_quote(journal.strip())}"
+    rows = await client.get_all(endpoint.path, select=select, filter=filter_, top=1)
+    return ExactDocument.from_api(document_type, rows[0]) if rows else None
+
+
+async def create_document(client: ExactClient, document: Document) -> ExactDocument:
+    """POST the booking. A timeout or 5xx here is ambiguous: look the document up before posting it again."""
+    return ExactDocument.from_api(document.document_type, await client.post(document.path, document.payload))
+
+
+async def finalize_invoice(client: ExactClient, payload: Mapping[str, Any]) -> ExactPrintResult:
+    """Process a sales invoice (book and number it) and, when asked, have Exact e-mail it to the customer."""
+    data = await client.post("salesinvoice/PrintedSalesInvoices", payload)
+    return ExactPrintResult(
+        invoice_id=str(payload["InvoiceID"]),
+        document_error=str(data.get("DocumentCreationError") or "").strip(),
+        email_error=str(data.get("EmailCreationError") or "").strip(),
+        email_sent=bool(str(data.get("EmailCreationSuccess") or "").strip()),
+    )
+
+
+async def create_account(client: ExactClient, payload: Mapping[str, Any]) -> ExactAccount:
+    return ExactAccount.from_api(await client.post("crm/Accounts", payload))
+
+
+async def create_item(client: ExactClient, payload: Mapping[str, Any]) -> ExactItem:
+    return ExactItem.from_api(await client.post("logistics/Items", payload))
+
+
+async def item_group_revenue(client: ExactClient, group_id: str) -> str:
+    """The revenue G/L account id of an item group ("" when it has none)."""
+    rows = await client.get_all(
+        "logistics/ItemGroups", select=("ID", "GLRevenue"), filter=f"ID eq guid'{_guid(group_id)}'", top=1
+    )
+    return str(rows[0].get("GLRevenue") or "").strip() if rows else ""
+
+
+def _is_guid(value: str) -> bool:
+    text = value.strip()
+    return len(text) == _GUID_LENGTH and text.count("-") == 4 and all(c in "0123456789abcdefABCDEF-" for c in text)
+
+
+def _guid(value: str) -> str:
+    if not _is_guid(value):
+        raise BookingError(SETTINGS, f"{value.strip()[:40]!r} is not an Exact id")
+    return value.strip()
+
+
+# ---------------------------------------------------------------- resolving the ids a plan needs
+
+
+@dataclass
+class Resolution:
+    """The ids a document needs, which stored links were used, and the links learned on the way."""
+
+    refs: ExactRefs
+    used: list[LinkKey] = field(default_factory=list)
+    learned: dict[LinkKey, str] = field(default_factory=dict)
+
+
+def link_keys(plan: BookingPlan, settings: IntegrationSettings) -> list[LinkKey]:
+    """The stored links worth loading before resolving `plan` (the job reads them in one query)."""
+    keys: list[LinkKey] = [(plan.customer.link_kind, plan.customer.key)]
+    keys += [("gl_account", code) for code in gl_codes_needed(plan, settings)]
+    for need in items_needed(plan, settings):
+        keys += [("item", need.code), ("item_revenue", need.code)]
+    if plan.document_type == DIRECT_SALES_INVOICE:
+        keys.append(("warehouse", settings.warehouse.strip()))
+    return keys
+
+
+async def resolve_refs(
+    client: ExactClient, plan: BookingPlan, settings: IntegrationSettings, known: Mapping[LinkKey, str]
+) -> Resolution:
+    """Account, G/L accounts and items for `plan`: stored links first, then Exact look-ups, creating what the
+    settings allow (customers always, items with "create items"). Raises BookingError for what must exist."""
+    resolver = _Resolver(client, settings, known)
+    account_id = await resolver.account(plan.customer)
+    gl_accounts = await resolver.gl_accounts(gl_codes_needed(plan, settings))
+    for need in items_needed(plan, settings):
+        await resolver.item(need, gl_accounts)
+    warehouse = await resolver.warehouse(settings.warehouse) if plan.document_type == DIRECT_SALES_INVOICE else ""
+    refs = ExactRefs(
+        account_id=account_id,
+        items=resolver.items,
+        item_revenue=resolver.revenue,
+        gl_accounts=gl_accounts,
+        warehouse=warehouse,
+    )
+    return Resolution(refs=refs, used=resolver.used, learned=resolver.learned)
+
+
+class _Resolver:
+    def __init__(self, client: ExactClient, settings: IntegrationSettings, known: Mapping[LinkKey, str]) -> None:
+        self.client = client
+        self.settings = settings
+        self.known = known
+        self.learned: dict[LinkKey, str] = {}
+        self.used: list[LinkKey] = []
+        self.items: dict[str, str] = {}
+        self.revenue: dict[str, str] = {}
+
+    def _stored(self, key: LinkKey) -> str:
+        value = self.known.get(key, "")
+        if value:
+            self.used.append(key)
+        return value
+
+    async def account(self, customer: Customer) -> str:
+        key = (customer.link_kind, customer.key)
+        if stored := self._stored(key):
+            return stored
+        if customer.link_kind == "collective_account":
+            if _is_guid(customer.key):
+                return customer.key  # the settings page may store the account's id itself
+            found = await self.client.find_account_by_code(customer.key)
+            if found is None:
+                raise BookingError(
+                    SETTINGS, f"the collective account {customer.key} for consumers does not exist in Exact"
+                )
+        else:
+            found = await self._account_by_email(customer.email)
+            if found is None:
+                found = await create_account(self.client, customer.account_payload())
+        self.learned[key] = found.id
+        return found.id
+
+    async def _account_by_email(self, email: str) -> ExactAccount | None:
+        """By e-mail, lower case first (how most accounts hold it), then as the shop wrote it: whether Exact compares
+        e-mail case-insensitively is not documented, and a second account for one customer is worse than a call."""
+        spellings = list(dict.fromkeys(e for e in (email.strip().lower(), email.strip()) if e))
+        for spelling in spellings:
+            found = await self.client.find_account_by_email(spelling)
+            if found is not None:
+                return found
+        return None
+
+    async def warehouse(self, code: str) -> str:
+        """The id of the warehouse the settings name by code (or by id)."""
+        code = code.strip()
+        if _is_guid(code):
+            return code
+        key = ("warehouse", code)
+        if stored := self._stored(key):
+            return stored
+        rows = await self.client.get_all(
+            "inventory/Warehouses", select=("ID", "Code"), filter=f"Code eq {odata_quote(code)}", top=1
+        )
+        if not rows:
+            raise BookingError(SETTINGS, f"warehouse {code} does not exist in Exact; check the code in the settings")
+        self.learned[key] = str(rows[0]["ID"])
+        return self.learned[key]
+
+    async def gl_accounts(self, codes: list[str]) -> dict[str, str]:
+        """Ids by code. A code Exact does not know is left out; the document names it if a line needs it."""
+        found: dict[str, str] = {}
+        for code in codes:
+            key = ("gl_account", code)
+            if stored := self._stored(key):
+                found[code] = stored
+                continue
+            account = await self.client.find_gl_account(code)
+            if account is not None:
+                found[code] = self.learned[key] = account.id
+        return found
+
+    async def item(self, need: ItemNeed, gl_accounts: Mapping[str, str]) -> None:
+        item_key, revenue_key = ("item", need.code), ("item_revenue", need.code)
+        if stored := self._stored(item_key):
+            self.items[need.code] = stored
+            self.revenue[need.code] = self.known.get(revenue_key, "")
+            return
+        if not need.required and revenue_key in self.known:
+            self.revenue[need.code] = self.known[revenue_key]  # looked up before: not an Exact item
+            return
+        item = await self.client.find_item(need.code)
+        if item is None and need.creatable:
+            item = await create_item(self.client, _item_payload(need, gl_accounts))
+        if item is None:
+            if need.required:
+                raise BookingError(
+                    MISSING_ITEM,
+                    f"item {need.code} does not exist in Exact; create it there or switch on 'create items'",
+                )
+            self.learned[revenue_key] = ""  # remembered, so the next order does not look again
+            return
+        gl = item.gl_revenue
+        if not gl and self.settings.use_item_ledger and item.item_group:
+            gl = await item_group_revenue(self.client, item.item_group)
+        self.items[need.code] = self.learned[item_key] = item.id
+        self.revenue[need.code] = self.learned[revenue_key] = gl
+
+
+def _item_payload(need: ItemNeed, gl_accounts: Mapping[str, str]) -> dict[str, Any]:
+    """logistics/Items POST for an article seen in an order: code = SKU, a sales item with the mapped VAT and G/L."""
+    payload: dict[str, Any] = {
+        "Code": need.code,
+        "Description": need.description[:60] or need.code,
+        "IsSalesItem": True,
+        "SalesVatCode": need.vat_code,
+    }
+    if gl_accounts.get(need.gl_code):
+        payload["GLRevenue"] = gl_accounts[need.gl_code]
+    return payload

@@ -1,0 +1,1 @@
+"""arq jobs: the worker set-up and one module per job."""

@@ -1,0 +1,185 @@
+"""How a try at booking an order ends when it books nothing, and what every try records.
+
+`BookingAttempt` is what one try knows so far; `record_progress` and `record_attempt` write it down; `give_up`,
+`auth_lost` and `retry_later` end a try that failed (permanently, for lost consent, or for now), with the one retry
+policy of the booking job (`MAX_TRIES`, `retry_delay`). No API calls here.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from arq import Retry
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway import metrics
+from gateway.booking import BookingPlan
+from gateway.clients.errors import AuthError, RateLimitedError, TransientApiError
+from gateway.clients.exact import ExactClient
+from gateway.clients.exact_documents import ExactDocument
+from gateway.clients.exact_responses import VENDOR as EXACT
+from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.store import attempts, exact_links, orders
+from gateway.store.integrations import Integration, VatMapping, note_vat_category_seen, utcnow
+from gateway.store.orders import OrderSync
+
+# The booking job's log lines keep one logger name, whichever of its modules writes them.
+logger = logging.getLogger("gateway.jobs.sync_order")
+
+MAX_TRIES = 8
+BACKOFF_BASE = 10.0  # seconds; the ceiling doubles per try (10, 20, 40, ... up to BACKOFF_CAP)
+BACKOFF_CAP = 30 * 60.0
+EXACT_AUTH = "exact_auth"
+SHOP_AUTH = "shop_auth"
+EXACT_REFUSED = "exact_refused"
+INVOICE_PROCESSING = "invoice_processing"
+UNAVAILABLE = "unavailable"
+_jitter = random.SystemRandom()
+
+
+@dataclass
+class BookingAttempt:
+    """One try at booking one order: what is known so far, for the attempt record."""
+
+    sync: OrderSync
+    integration: Integration
+    mappings: dict[str, VatMapping]
+    ambiguous: bool
+    job_id: str | None
+    started: datetime = field(default_factory=utcnow)
+    order: MwwOrder | None = None
+    plan: BookingPlan | None = None
+    exact: ExactClient | None = None
+    calls_before: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    sent: bool = False
+    document: ExactDocument | None = None
+    response: str = ""
+    used_links: list[tuple[str, str]] = field(default_factory=list)
+    learned: dict[tuple[str, str], str] = field(default_factory=dict)
+    stale_links: bool = False
+
+    @property
+    def exact_calls(self) -> int:
+        return 0 if self.exact is None else self.exact.calls - self.calls_before
+
+    @property
+    def settings(self) -> Any:
+        return self.integration.settings
+
+
+async def record_progress(conn: AsyncConnection, attempt: BookingAttempt) -> None:
+    """What every outcome keeps: the order's details for the history page, learned links, categories seen."""
+    integration_id = attempt.integration.id
+    order = attempt.order
+    if order is not None:
+        await orders.update_order_details(
+            conn,
+            integration_id=integration_id,
+            order_sync_id=attempt.sync.id,
+            customer_name=order.customer_name[:200] or None,
+            customer_email=order.email[:254] or None,
+            order_total=f"{order.total:.2f}",
+            currency=order.currency,
+            order_date=order.date,
+            is_credit=order.is_credit,
+        )
+    if attempt.learned:
+        await exact_links.save_links(conn, integration_id=integration_id, links=attempt.learned)
+    if attempt.stale_links and attempt.used_links:
+        await exact_links.delete_links(conn, integration_id=integration_id, keys=attempt.used_links)
+    for category in attempt.plan.categories if attempt.plan else ():
+        mapping = attempt.mappings.get(category)
+        if mapping is None or not mapping.seen_in_orders:
+            await note_vat_category_seen(conn, integration_id=integration_id, category=category)
+
+
+async def record_attempt(
+    conn: AsyncConnection, attempt: BookingAttempt, outcome: str, error: str | None = None
+) -> None:
+    metrics.BOOKINGS.labels(outcome, attempt.settings.insertion_type).inc()
+    await attempts.record_attempt(
+        conn,
+        integration_id=attempt.integration.id,
+        order_sync_id=attempt.sync.id,
+        outcome=outcome,
+        started_at=attempt.started,
+        job_id=attempt.job_id,
+        document_type=attempt.settings.insertion_type,
+        request_summary={**attempt.summary, "order": attempt.sync.order_number, "sent": attempt.sent},
+        response_summary=attempt.response or error,
+        error_message=error,
+        exact_calls=attempt.exact_calls,
+    )
+
+
+async def give_up(
+    engine: AsyncEngine,
+    attempt: BookingAttempt,
+    kind: str,
+    message: str,
+    *,
+    attention: bool = False,
+    categories: tuple[str, ...] = (),
+) -> str:
+    """A permanent fault: recorded with a message for the shop owner, not retried; resumes when the cause is fixed."""
+    ids = {"integration_id": attempt.integration.id, "order_sync_id": attempt.sync.id}
+    async with engine.begin() as conn:
+        await record_progress(conn, attempt)
+        for category in categories:
+            await note_vat_category_seen(conn, integration_id=attempt.integration.id, category=category)
+        mark = orders.mark_needs_attention if attention else orders.mark_failed
+        await mark(conn, **ids, error_kind=kind, message=message)
+        await record_attempt(conn, attempt, "permanent", message)
+    logger.info("order %s not booked (%s): %s", attempt.sync.order_number, kind, message)
+    return f"{'needs attention' if attention else 'failed'}: {message}"
+
+
+async def auth_lost(engine: AsyncEngine, attempt: BookingAttempt, error: AuthError) -> str:
+    """Consent lost: the connection is marked so no job retries against it; the orders resume after reconnecting."""
+    if error.vendor == EXACT:
+        if attempt.integration.exact_connection == "connected":
+            from gateway.exact_auth import mark_reconnect_needed
+
+            await mark_reconnect_needed(engine, integration_id=attempt.integration.id, reason=str(error))
+        message = f"Exact Online must be connected again ({error}); the order is booked once you reconnect"
+        return await give_up(engine, attempt, EXACT_AUTH, message)
+    message = f"Mijnwebwinkel refused the shop token ({error}); paste a new token and the order is booked again"
+    return await give_up(engine, attempt, SHOP_AUTH, message)
+
+
+def retry_delay(job_try: int, error: TransientApiError, *, now: datetime) -> float:
+    """Seconds until the next try: exponential back-off with full jitter, never before the vendor's reset time."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, job_try - 1))
+    floor = 0.0
+    if isinstance(error, RateLimitedError) and error.reset_at is not None:
+        floor = (error.reset_at - now).total_seconds()
+    elif error.retry_after:
+        floor = error.retry_after
+    return max(1.0, floor) + _jitter.uniform(0, ceiling)
+
+
+async def retry_later(engine: AsyncEngine, attempt: BookingAttempt, error: TransientApiError, job_try: int) -> str:
+    """A transient fault: recorded, then arq.Retry after `retry_delay`; after MAX_TRIES tries the order gives up."""
+    now = utcnow()
+    if job_try >= MAX_TRIES:
+        message = f"{error.vendor} kept failing after {job_try} tries ({error}); retry the order later"
+        return await give_up(engine, attempt, UNAVAILABLE, message)
+    delay = retry_delay(job_try, error, now=now)
+    async with engine.begin() as conn:
+        await record_progress(conn, attempt)
+        await orders.mark_retrying(
+            conn,
+            integration_id=attempt.integration.id,
+            order_sync_id=attempt.sync.id,
+            error_kind=UNAVAILABLE,
+            message=str(error),
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+        await record_attempt(conn, attempt, "transient", str(error))
+    logger.info("order %s retried in %.0f s: %s", attempt.sync.order_number, delay, error)
+    raise Retry(defer=timedelta(seconds=delay))

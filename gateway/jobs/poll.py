@@ -1,0 +1,252 @@
+"""The poller: an arq cron (every minute) that reads each connected shop's order status changes into the pipeline.
+
+Mijnwebwinkel has no webhooks, so this is how real shops are served. Per shop it lists orders whose status changed
+since the stored cursor minus an overlap window (the API's times have no zone, and an order that changes while the
+pages are read can slip behind the offset), pages to the end, records every change through the notice pipeline
+(duplicates are absorbed by dedupe keys), and only then advances the cursor. Guarantees: docs/mijnwebwinkel.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import metrics, pipeline
+from gateway.clients.errors import ApiError, AuthError, RateLimitedError, TransientApiError
+from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
+from gateway.clients.mijnwebwinkel_models import MwwOrderChange
+from gateway.crypto import DecryptionError
+from gateway.logs import bind, log_context
+from gateway.settings import Settings
+from gateway.shop_connection import mark_shop_refused
+from gateway.store.integrations import Integration, list_integrations, update_integration, utcnow
+
+logger = logging.getLogger(__name__)
+
+CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S"
+OVERLAP = timedelta(minutes=10)
+PAGE_SIZE = 100
+MAX_PAGES = 200  # 20,000 changes in one round: beyond that the round fails loudly instead of guessing a cursor
+# One page may be retried this often within a round, after these pauses (x jitter 0.5..1); then the round fails.
+PAGE_RETRY_DELAYS = (1.0, 3.0)
+MAX_INLINE_RETRY_AFTER = 5.0  # a 429 asking for a longer pause ends the round; back-off takes over
+BACKOFF_CAP = timedelta(hours=1)
+SHOPS_AT_ONCE = 8
+POLL_LOCK_SECONDS = 300
+
+
+class PollIncomplete(ApiError):
+    """The round could not read every page; nothing beyond the recorded pages is assumed."""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    integration_id: int
+    outcome: str  # ok | error | auth_error | busy
+    changes: int
+    cursor: str | None
+    error: str | None = None
+
+
+def poll_interval(integration: Integration, settings: Settings) -> timedelta:
+    """Basic shops are polled every `basic_poll_interval_seconds` (2 h); pro and premium every minute."""
+    seconds = (
+        settings.basic_poll_interval_seconds if integration.service_level == "basic" else settings.poll_interval_seconds
+    )
+    return timedelta(seconds=seconds)
+
+
+def is_due(integration: Integration, now: datetime) -> bool:
+    return (
+        integration.state == "active"
+        and integration.shop_connection == "connected"
+        and (integration.next_poll_at is None or integration.next_poll_at <= now)
+    )
+
+
+def window_start(cursor: str | None, now: datetime) -> str:
+    """`status_changed_start_date` for this round: the cursor minus the overlap.
+
+    A shop without a cursor starts at the current UTC time minus the overlap: shop time is Dutch local time, ahead of
+    UTC, so this reads a little more than needed, never less. Older orders are the initial export's job.
+    """
+    if cursor:
+        start = datetime.strptime(cursor, CURSOR_FORMAT) - OVERLAP  # noqa: DTZ007 - the API's times carry no zone
+    else:
+        start = now.replace(tzinfo=None, microsecond=0) - OVERLAP
+    return start.strftime(CURSOR_FORMAT)
+
+
+def next_poll_after_success(integration: Integration, settings: Settings, started: datetime) -> datetime:
+    interval = poll_interval(integration, settings)
+    # The cron fires on the minute; a little slack keeps a 60 s shop from slipping to every other tick.
+    return started + interval - min(timedelta(seconds=10), interval / 6)
+
+
+def next_poll_after_failure(
+    integration: Integration, settings: Settings, started: datetime, retry_after: float | None = None
+) -> datetime:
+    """Exponential back-off with jitter: the interval after a first failure, then double the previous pause, capped.
+
+    The previous pause is read from the row itself (next_poll_at - last_polled_at of the failed round before).
+    """
+    interval = poll_interval(integration, settings)
+    delay = interval
+    if integration.last_poll_error and integration.next_poll_at and integration.last_polled_at:
+        delay = max(interval, (integration.next_poll_at - integration.last_polled_at) * 2)
+    delay = min(delay, max(BACKOFF_CAP, interval)) * random.uniform(0.85, 1.0)  # noqa: S311 - jitter, not crypto
+    return started + max(delay, timedelta(seconds=retry_after or 0))
+
+
+async def poll_shops(ctx: dict[str, Any]) -> str:
+    """Cron entry point: poll every due shop, a few at a time. One shop's failure never stops the others."""
+    engine: AsyncEngine = ctx["engine"]
+    now = utcnow()
+    async with engine.connect() as conn:
+        due = [i for i in await list_integrations(conn) if is_due(i, now)]
+    gate = asyncio.Semaphore(SHOPS_AT_ONCE)
+
+    async def one(integration: Integration) -> PollResult:
+        async with gate:
+            return await poll_integration(ctx, integration)
+
+    results = await asyncio.gather(*(one(i) for i in due), return_exceptions=True)
+    for integration, result in zip(due, results, strict=True):
+        if isinstance(result, BaseException):
+            # A bug or a database outage for one shop: log it with its traceback and carry on with the others.
+            logger.error("polling integration %s crashed", integration.id, exc_info=result)
+    ok = sum(1 for r in results if isinstance(r, PollResult) and r.outcome == "ok")
+    return f"polled {len(due)} shops, {ok} ok"
+
+
+async def poll_integration(ctx: dict[str, Any], integration: Integration) -> PollResult:
+    """One round for one shop, under a Redis lock so overlapping cron runs never poll the same shop twice at once."""
+    redis: Redis = ctx["redis"]
+    token = bind(integration_id=integration.id)
+    lock = redis.lock(f"mww:poll:{integration.id}", timeout=POLL_LOCK_SECONDS, blocking=False, thread_local=False)
+    try:
+        if not await lock.acquire():
+            return PollResult(integration.id, "busy", 0, integration.poll_cursor)
+        try:
+            return await _poll_round(ctx, integration)
+        finally:
+            try:
+                await lock.release()
+            except RedisError:
+                logger.warning("poll lock of integration %s expired before release", integration.id)
+    finally:
+        log_context.reset(token)
+
+
+async def _poll_round(ctx: dict[str, Any], integration: Integration) -> PollResult:
+    settings: Settings = ctx["settings"]
+    engine: AsyncEngine = ctx["engine"]
+    started = utcnow()
+    try:
+        async with engine.connect() as conn:
+            client = await mww_client_for(
+                conn,
+                settings=settings,
+                cipher=ctx["cipher"],
+                http=ctx["http"],
+                integration_id=integration.id,
+                redis=ctx["redis"],
+            )
+        seen, changes = await read_changes(
+            ctx, integration, client, since=window_start(integration.poll_cursor, started)
+        )
+    except (ApiError, DecryptionError) as e:
+        return await _record_failure(ctx, integration, started, e)
+    # Every change is committed by now: only now may the cursor move, to the latest change the shop reported. A
+    # first round that saw nothing pins where it started, so a later run of failures cannot slide the window.
+    cursor = max(filter(None, [integration.poll_cursor, seen]), default=None) or window_start(None, started + OVERLAP)
+    async with engine.begin() as conn:
+        await update_integration(
+            conn,
+            integration_id=integration.id,
+            poll_cursor=cursor,
+            last_polled_at=started,
+            next_poll_at=next_poll_after_success(integration, settings, started),
+            last_poll_error=None,
+        )
+    metrics.POLL_RUNS.labels("ok").inc()
+    logger.info("polled integration %s: %d changes, cursor %s", integration.id, changes, cursor)
+    return PollResult(integration.id, "ok", changes, cursor)
+
+
+async def read_changes(
+    ctx: dict[str, Any], integration: Integration, client: MijnwebwinkelClient, *, since: str
+) -> tuple[str | None, int]:
+    """Page through the changes since `since`, recording each page through the pipeline before reading the next.
+
+    Returns (latest status change seen, number of changes read). Raises PollIncomplete past MAX_PAGES.
+    """
+    latest: str | None = None
+    count = 0
+    for page in range(MAX_PAGES):
+        changes = await _read_page(client, since=since, offset=page * PAGE_SIZE)
+        await _record_page(ctx, integration, changes)
+        count += len(changes)
+        latest = max(filter(None, [latest, *(c.status_changed_at for c in changes)]), default=latest)
+        if len(changes) < PAGE_SIZE:
+            return latest, count
+    raise PollIncomplete(f"more than {MAX_PAGES * PAGE_SIZE} status changes since {since}; the cursor was kept")
+
+
+async def _read_page(client: MijnwebwinkelClient, *, since: str, offset: int) -> list[MwwOrderChange]:
+    """One page, with a small bounded retry on transient faults (the job-level back-off handles the rest)."""
+    for pause in (*PAGE_RETRY_DELAYS, None):
+        try:
+            return await client.list_changed_orders(since=since, offset=offset, limit=PAGE_SIZE)
+        except TransientApiError as e:
+            wait = pause if not isinstance(e, RateLimitedError) else max(pause or 0, e.retry_after or 0)
+            if pause is None or wait > MAX_INLINE_RETRY_AFTER:
+                raise
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _record_page(ctx: dict[str, Any], integration: Integration, changes: list[MwwOrderChange]) -> None:
+    notices = [
+        pipeline.notice(
+            integration,
+            order_number=change.number,
+            status_id=change.status,
+            source="poller",
+            dedupe_key=f"{change.number}:{change.status}:{change.status_changed_at}",
+        )
+        for change in changes
+    ]
+    async with ctx["engine"].begin() as conn:
+        outcomes = await pipeline.record_notices(conn, notices)
+    await pipeline.enqueue_outcomes(ctx["redis"], integration=integration, outcomes=outcomes)
+
+
+async def _record_failure(
+    ctx: dict[str, Any], integration: Integration, started: datetime, error: Exception
+) -> PollResult:
+    refused = isinstance(error, MijnwebwinkelAuthError)
+    message = str(error) if isinstance(error, ApiError) else "the stored shop token cannot be decrypted"
+    retry_after = error.retry_after if isinstance(error, TransientApiError) else None
+    async with ctx["engine"].begin() as conn:
+        if refused:
+            await mark_shop_refused(conn, integration_id=integration.id, error=error)
+        await update_integration(
+            conn,
+            integration_id=integration.id,
+            last_polled_at=started,
+            next_poll_at=next_poll_after_failure(integration, ctx["settings"], started, retry_after),
+            last_poll_error=message[:1000],
+        )
+    outcome = "auth_error" if isinstance(error, AuthError) else "error"
+    metrics.POLL_RUNS.labels(outcome).inc()
+    logger.warning("polling integration %s failed: %s", integration.id, message)
+    return PollResult(integration.id, outcome, 0, integration.poll_cursor, message)

@@ -1,0 +1,79 @@
+"""Password hashing with argon2id (argon2-cffi), and the signed single-use tokens of password-reset links.
+
+Nothing here logs or returns a password; a wrong password and a malformed hash both verify as False.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+# argon2-cffi's defaults follow RFC 9106's second recommended profile (argon2id, 64 MiB, t=3, p=4).
+_hasher = PasswordHasher()
+
+MIN_LENGTH = 10
+MAX_LENGTH = 200  # argon2 accepts any length; the cap only bounds the work one login request can cause
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(password_hash: str) -> bool:
+    """True when the hash was made with weaker parameters than today's; rehash it at the next login."""
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        return True
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password("no account has this password; it only spends the same time")
+
+
+def spend_verify_time(password: str) -> None:
+    """Verify against a throwaway hash: an unknown e-mail costs as much time as a wrong password (no enumeration)."""
+    verify_password(_dummy_hash(), password)
+
+
+RESET_MAX_AGE = 60 * 60  # a reset link works for one hour
+_RESET_SALT = "password-reset"
+
+
+def _fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+
+
+def make_reset_token(secret_key: str, *, account_id: int, password_hash: str) -> str:
+    """A signed, expiring token for the reset link. It names the current password hash (by fingerprint), so it
+    stops working as soon as the password changes: single use without a table."""
+    return URLSafeTimedSerializer(secret_key, salt=_RESET_SALT).dumps([account_id, _fingerprint(password_hash)])
+
+
+def read_reset_token(secret_key: str, token: str) -> tuple[int, str] | None:
+    """(account_id, fingerprint) from a valid, unexpired token; None otherwise. Check the fingerprint with
+    `reset_token_matches` against the account's current hash."""
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=_RESET_SALT).loads(token, max_age=RESET_MAX_AGE)
+    except BadSignature:
+        return None
+    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], int) and isinstance(data[1], str)):
+        return None
+    return data[0], data[1]
+
+
+def reset_token_matches(fingerprint: str, password_hash: str) -> bool:
+    return hmac.compare_digest(fingerprint, _fingerprint(password_hash))

@@ -1,0 +1,133 @@
+"""Connecting Exact Online: pick the country, consent at Exact, come back to the callback; and disconnecting.
+
+The integration comes from the URL (connect, disconnect) or from the signed, session-bound state (callback), always
+checked against the logged-in account. Every failure ends on a page that says what happened, with status 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from gateway.auth import require_integration
+from gateway.clients.errors import ApiError, AuthError
+from gateway.csrf import verify_csrf
+from gateway.exact_auth import complete_connection, forget_connection
+from gateway.exact_oauth import StateError, authorize_url, check_state, new_state
+from gateway.settings import EXACT_COUNTRIES
+from gateway.store.integrations import Integration
+
+logger = logging.getLogger(__name__)
+
+COUNTRY_NAMES = {
+    "nl": "Nederland",
+    "be": "België / Belgique",
+    "de": "Deutschland",
+    "uk": "United Kingdom",
+    "us": "United States",
+    "es": "España",
+    "fr": "France",
+}
+
+
+def _page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _connect_page(request: Request, integration: Integration, *, error: str = "", status_code: int = 200) -> Response:
+    context = {
+        "integration": integration,
+        "countries": [(cc, COUNTRY_NAMES[cc]) for cc in EXACT_COUNTRIES],
+        "selected": integration.exact_country or "nl",
+        "error": error,
+    }
+    return _page(request, "exact/connect.html", context, status_code)
+
+
+def _failed(request: Request, message: str, *, integration_id: int | None = None) -> Response:
+    return _page(request, "exact/error.html", {"message": message, "integration_id": integration_id}, 400)
+
+
+async def connect(request: Request) -> Response:
+    """GET: the country choice. POST: a fresh signed state, then off to that country's Exact authorize page."""
+    settings = request.app.state.settings
+    async with request.app.state.engine.connect() as conn:
+        integration = await require_integration(request, conn, request.path_params["integration_id"])
+    if request.method == "GET":
+        return _connect_page(request, integration)
+    form = await verify_csrf(request)
+    country = str(form.get("country", "")).strip().lower()
+    if country not in EXACT_COUNTRIES:
+        return _connect_page(
+            request, integration, error="Choose the country of your Exact Online account.", status_code=400
+        )
+    if not settings.exact_client_id:
+        return _connect_page(
+            request,
+            integration,
+            error="This gateway has no Exact Online app registered yet (EXACT_CLIENT_ID). Ask the operator.",
+            status_code=400,
+        )
+    state = new_state(settings, request.session, integration_id=integration.id, country=country)
+    return RedirectResponse(authorize_url(settings, country=country, state=state), status_code=303)
+
+
+async def callback(request: Request) -> Response:
+    """Exact sends the browser back here with `code` and `state`, or with `error` when consent was refused."""
+    app = request.app.state
+    params = request.query_params
+    try:
+        state = check_state(app.settings, request.session, params.get("state"))
+    except StateError as e:
+        return _failed(request, f"{e} Start connecting again from the gateway.")
+    async with app.engine.connect() as conn:
+        integration = await require_integration(request, conn, state.integration_id)
+    if params.get("error"):
+        message = "You did not give the gateway access to Exact Online, so nothing was connected."
+        return _failed(request, message, integration_id=integration.id)
+    code = params.get("code")
+    if not code:
+        return _failed(request, "Exact Online sent no authorisation code.", integration_id=integration.id)
+    try:
+        await complete_connection(
+            engine=app.engine,
+            settings=app.settings,
+            cipher=app.cipher,
+            http=app.http,
+            redis=app.arq,
+            integration=integration,
+            country=state.country,
+            code=code,
+        )
+    except AuthError:
+        message = (
+            f"Exact Online did not accept the authorisation. If your Exact Online account is not in "
+            f"{COUNTRY_NAMES[state.country]}, connect again and choose its country; otherwise start again."
+        )
+        return _failed(request, message, integration_id=integration.id)
+    except ApiError as e:
+        logger.warning("exact connect for integration %s failed: %s", integration.id, e)
+        return _failed(
+            request, f"Connecting did not complete: {e}. Try again in a moment.", integration_id=integration.id
+        )
+    return RedirectResponse(f"/integrations/{integration.id}/setup", status_code=303)
+
+
+async def disconnect(request: Request) -> Response:
+    """Forget the tokens here (Exact keeps the app listed until the customer removes it there)."""
+    await verify_csrf(request)
+    async with request.app.state.engine.begin() as conn:
+        integration = await require_integration(request, conn, request.path_params["integration_id"])
+        await forget_connection(conn, integration_id=integration.id)
+    return RedirectResponse(str(request.url_for("exact_connect", integration_id=integration.id)), status_code=303)
+
+
+routes = [
+    Mount("/connect/exact", routes=[Route("/callback", callback, name="callback")], name="exact"),
+    Route("/integrations/{integration_id:int}/exact/connect", connect, methods=["GET", "POST"], name="exact_connect"),
+    Route("/integrations/{integration_id:int}/exact/disconnect", disconnect, methods=["POST"], name="exact_disconnect"),
+]

@@ -1,0 +1,1 @@
+"""All SQL: one module per aggregate; async functions taking an AsyncConnection; callers own transactions."""

@@ -1,0 +1,253 @@
+"""Integrations (the tenant: one shop + one Exact administration), their settings and VAT/ledger mappings.
+
+Functions take `conn` first and everything else keyword-only; tenant reads take `integration_id` and, from pages,
+`account_id` too, so one account never sees another's integration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway import tables
+from gateway.db import upsert
+
+INSERTION_TYPES = ("sales_entry", "sales_invoice", "sales_order", "direct_sales_invoice")
+EU_VAT_MODES = ("webshop_country", "oss")
+INVOICE_STATUSES = ("draft", "final")
+SERVICE_LEVELS = ("basic", "pro", "premium")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IntegrationSettings:
+    """Every booking step a customer configures. Stored as JSON on the integration row."""
+
+    selected_statuses: tuple[int, ...] = ()
+    insertion_type: str = "sales_entry"
+    journal_code: str = ""
+    eu_consumer_vat: str = "webshop_country"
+    oss_revenue_account: str = ""
+    create_items: bool = False
+    use_item_ledger: bool = False
+    shipping_item: str = ""
+    costs_item: str = ""
+    discount_item: str = ""
+    shipping_gl_account: str = ""
+    costs_gl_account: str = ""
+    discount_gl_account: str = ""
+    invoice_status: str = "draft"
+    send_invoice: bool = False
+    b2c_collective: bool = False
+    b2c_collective_account: str = ""
+    payment_condition: str = ""
+    warehouse: str = ""
+    initial_export_start: str = ""
+    completed_steps: tuple[str, ...] = ()  # set-up wizard steps saved as done (routes/setup.py)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> IntegrationSettings:
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "selected_statuses" in values:
+            values["selected_statuses"] = tuple(int(s) for s in values["selected_statuses"])
+        if "completed_steps" in values:
+            values["completed_steps"] = tuple(str(s) for s in values["completed_steps"])
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["selected_statuses"] = list(self.selected_statuses)
+        data["completed_steps"] = list(self.completed_steps)
+        return data
+
+    def replace(self, **changes: Any) -> IntegrationSettings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Integration:
+    id: int
+    account_id: int
+    name: str
+    state: str
+    service_level: str
+    wizard_step: str
+    shop_name: str | None
+    shop_country: str | None
+    shop_connection: str
+    shop_connection_error: str | None
+    poll_cursor: str | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    last_poll_error: str | None
+    exact_country: str | None
+    exact_division: int | None
+    exact_division_name: str | None
+    exact_user_name: str | None
+    exact_connection: str
+    exact_connection_error: str | None
+    settings: IntegrationSettings = field(default_factory=IntegrationSettings)
+    trial_ends_at: datetime | None = None
+    activated_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == "active"
+
+    @property
+    def is_premium(self) -> bool:
+        return self.service_level == "premium"
+
+    @classmethod
+    def from_row(cls, row: Any) -> Integration:
+        data = dict(row._mapping)
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: _aware(v) for k, v in data.items() if k in names and k != "settings"}
+        return cls(settings=IntegrationSettings.from_json(data.get("settings")), **values)
+
+
+def _aware(value: Any) -> Any:
+    """SQLite hands back naive datetimes; every time in the gateway is UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def hash_webhook_key(key: str) -> str:
+    """Webhook keys are stored hashed: a leaked database does not reveal working webhook URLs."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_integration(
+    conn: AsyncConnection, *, account_id: int, name: str = "", trial_days: int = 30, service_level: str = "pro"
+) -> Integration:
+    now = utcnow()
+    result = await conn.execute(
+        tables.integration.insert()
+        .values(
+            account_id=account_id,
+            name=name,
+            state="setup",
+            service_level=service_level,
+            settings={},
+            trial_ends_at=now + timedelta(days=trial_days),
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(tables.integration)
+    )
+    return Integration.from_row(result.one())
+
+
+async def get_integration(
+    conn: AsyncConnection, *, integration_id: int, account_id: int | None = None
+) -> Integration | None:
+    """One integration; with `account_id` (pages) only if that account owns it."""
+    query = select(tables.integration).where(tables.integration.c.id == integration_id)
+    if account_id is not None:
+        query = query.where(tables.integration.c.account_id == account_id)
+    row = (await conn.execute(query)).first()
+    return None if row is None else Integration.from_row(row)
+
+
+async def get_integration_or_raise(conn: AsyncConnection, *, integration_id: int) -> Integration:
+    found = await get_integration(conn, integration_id=integration_id)
+    if found is None:
+        raise LookupError(f"integration {integration_id} does not exist")
+    return found
+
+
+async def get_integration_by_webhook_key(conn: AsyncConnection, *, webhook_key: str) -> Integration | None:
+    row = (
+        await conn.execute(
+            select(tables.integration).where(tables.integration.c.webhook_key_hash == hash_webhook_key(webhook_key))
+        )
+    ).first()
+    return None if row is None else Integration.from_row(row)
+
+
+async def list_integrations(conn: AsyncConnection, *, account_id: int | None = None) -> list[Integration]:
+    """An account's integrations, or every integration (operator, poller) when account_id is None."""
+    query = select(tables.integration).order_by(tables.integration.c.id)
+    if account_id is not None:
+        query = query.where(tables.integration.c.account_id == account_id)
+    return [Integration.from_row(r) for r in (await conn.execute(query)).all()]
+
+
+async def update_integration(conn: AsyncConnection, *, integration_id: int, **values: Any) -> None:
+    """Set columns of one integration (state, connection fields, cursor, ...). `settings` takes IntegrationSettings."""
+    if isinstance(values.get("settings"), IntegrationSettings):
+        values["settings"] = values["settings"].to_json()
+    await conn.execute(
+        update(tables.integration)
+        .where(tables.integration.c.id == integration_id)
+        .values(**values, updated_at=utcnow())
+    )
+
+
+async def save_settings(conn: AsyncConnection, *, integration_id: int, settings: IntegrationSettings) -> None:
+    await update_integration(conn, integration_id=integration_id, settings=settings)
+
+
+@dataclass(frozen=True)
+class VatMapping:
+    category: str
+    vat_code: str | None
+    gl_account: str | None
+    seen_in_orders: bool
+
+
+async def list_vat_mappings(conn: AsyncConnection, *, integration_id: int) -> dict[str, VatMapping]:
+    rows = (
+        await conn.execute(
+            select(tables.vat_mapping)
+            .where(tables.vat_mapping.c.integration_id == integration_id)
+            .order_by(tables.vat_mapping.c.category)
+        )
+    ).all()
+    return {r.category: VatMapping(r.category, r.vat_code, r.gl_account, bool(r.seen_in_orders)) for r in rows}
+
+
+async def save_vat_mapping(
+    conn: AsyncConnection, *, integration_id: int, category: str, vat_code: str | None, gl_account: str | None
+) -> None:
+    now = utcnow()
+    await upsert(
+        conn,
+        tables.vat_mapping,
+        {
+            "integration_id": integration_id,
+            "category": category,
+            "vat_code": vat_code,
+            "gl_account": gl_account,
+            "updated_at": now,
+        },
+        conflict=("integration_id", "category"),
+        update={"vat_code": vat_code, "gl_account": gl_account, "updated_at": now},
+    )
+
+
+async def note_vat_category_seen(conn: AsyncConnection, *, integration_id: int, category: str) -> None:
+    """Remember a category an order used, so the settings page lists it even before it is mapped."""
+    now = utcnow()
+    await upsert(
+        conn,
+        tables.vat_mapping,
+        {"integration_id": integration_id, "category": category, "seen_in_orders": True, "updated_at": now},
+        conflict=("integration_id", "category"),
+        update={"seen_in_orders": True},
+    )

@@ -1,0 +1,59 @@
+"""The mail outbox (`outbox_mail`): every outgoing e-mail is a row first; gateway/mail.py sends it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway import tables
+from gateway.store.integrations import _aware, utcnow
+
+
+@dataclass(frozen=True)
+class OutboxMail:
+    id: int
+    account_id: int | None
+    to_address: str
+    subject: str
+    body: str
+    sent: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxMail:
+        data = {k: _aware(v) for k, v in row._mapping.items()}
+        data["sent"] = bool(data["sent"])
+        return cls(**data)
+
+
+async def create_mail(
+    conn: AsyncConnection, *, to_address: str, subject: str, body: str, account_id: int | None = None
+) -> int:
+    result = await conn.execute(
+        tables.outbox_mail.insert()
+        .values(
+            account_id=account_id,
+            to_address=to_address,
+            subject=subject[:300],
+            body=body,
+            sent=False,
+            created_at=utcnow(),
+        )
+        .returning(tables.outbox_mail.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def mark_mail_sent(conn: AsyncConnection, *, mail_id: int) -> None:
+    await conn.execute(update(tables.outbox_mail).where(tables.outbox_mail.c.id == mail_id).values(sent=True))
+
+
+async def list_mail(conn: AsyncConnection, *, limit: int = 50) -> list[OutboxMail]:
+    """The newest mails first (the dev outbox page)."""
+    c = tables.outbox_mail.c
+    rows = (await conn.execute(select(tables.outbox_mail).order_by(c.id.desc()).limit(limit))).all()
+    return [OutboxMail.from_row(r) for r in rows]

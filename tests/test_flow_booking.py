@@ -1,0 +1,313 @@
+"""End to end: a notice arrives at the webhook, the arq worker books the order in Exact once, replays send nothing."""
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.testclient import TestClient
+
+from gateway import tables
+from gateway.clients.exact import ExactClient
+from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.crypto import Cipher
+from gateway.exact_auth import store_tokens
+from gateway.exact_oauth import ExactTokens
+from gateway.jobs.sync_order import BookingServices, book_order, services_from_context
+from gateway.sandbox.exact import Faults, create_exact_sandbox
+from gateway.settings import Settings
+from gateway.store import credentials, notices
+from gateway.store.integrations import (
+    Integration,
+    IntegrationSettings,
+    hash_webhook_key,
+    save_vat_mapping,
+    update_integration,
+    utcnow,
+)
+from tests.conftest import load_payload
+from tests.factories import create_active_integration
+from tests.test_booking import expected_failure
+from tests.test_sync_order import (
+    KEYS as KEY,
+    SHOP_TOKEN,
+    FakeExact,
+    connected_integration,
+    queued_order,
+    serve_orders,
+    sync_row,
+)
+
+CORPUS = sorted(p.stem.removeprefix("order_") for p in (Path(__file__).parent / "payloads").glob("order_*.json"))
+
+pytestmark = pytest.mark.anyio
+WEBHOOK_KEY = "flow-test-webhook-key-0001"
+
+
+@pytest.fixture
+def fake_exact(exact_api: respx.MockRouter) -> FakeExact:
+    return FakeExact(exact_api)
+
+
+@pytest.fixture
+def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
+    return serve_orders(mww_api)
+
+
+def notify(client: TestClient, number: str, status: int, notice_id: str) -> dict[str, Any]:
+    response = client.post(
+        f"/webhooks/mijnwebwinkel/{WEBHOOK_KEY}",
+        json={"order_number": number, "status": status},
+        headers={"webhook-id": notice_id},
+    )
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+async def test_a_webhook_notice_is_booked_once_and_replays_send_nothing(
+    client: TestClient,
+    make_worker: Any,
+    engine: AsyncEngine,
+    settings: Settings,
+    fake_exact: FakeExact,
+    shop: dict[str, Any],
+) -> None:
+    integration = await connected_integration(engine, settings)
+    async with engine.begin() as conn:
+        await update_integration(conn, integration_id=integration.id, webhook_key_hash=hash_webhook_key(WEBHOOK_KEY))
+    shop["5001"] = load_payload("order_domestic")
+
+    assert notify(client, "5001", 2, "notice-1")["result"] == "queued"
+    assert await make_worker().run_check() == 1
+    [entry] = fake_exact.documents("SalesEntries")
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(tables.order_sync))).one()
+        attempts = (await conn.execute(select(tables.sync_attempt))).all()
+    assert (row.state, row.exact_document_id) == ("booked", entry["EntryID"])
+    assert [(a.outcome, a.job_id) for a in attempts] == [("booked", f"sync_order:{integration.id}:{row.id}:0")]
+
+    calls = len(fake_exact.requests)
+    assert notify(client, "5001", 2, "notice-1")["result"] == "duplicate"
+    assert notify(client, "5001", 3, "notice-2")["result"] == "already_booked"
+    assert await make_worker().run_check() == 0
+    assert len(fake_exact.requests) == calls
+    assert len(fake_exact.documents("SalesEntries")) == 1
+
+
+# ---------------------------------------------------------------- the corpus against the sandbox Exact Online
+
+SANDBOX_MAPPINGS = {
+    "NL-21": ("2", "8000"),
+    "NL-9": ("1", "8010"),
+    "NL-0": ("0", "8020"),
+    "EU-B2B": ("4", "8030"),
+    "EXPORT": ("6", "8020"),
+    "OSS-DE-19": ("D1", None),
+    "OSS-DE-7": ("D2", None),
+    "OSS-BE-21": ("B1", None),
+    "OSS-BE-6": ("B2", None),
+    "OSS-FR-20": ("F1", None),
+    "OSS-FR-5.5": ("F2", None),
+}
+SANDBOX_BOOKING = IntegrationSettings(
+    selected_statuses=(2, 3),
+    journal_code="70",
+    oss_revenue_account="8040",
+    create_items=True,
+    shipping_item="VERZEND",
+    costs_item="BETAALKOSTEN",
+    discount_item="KORTING",
+    shipping_gl_account="8050",
+    discount_gl_account="8060",
+    payment_condition="14",
+    invoice_status="final",
+    send_invoice=True,
+    warehouse="5f0b8c1e-0000-4000-8000-000000000001",
+)
+PLAIN_DIVISION, WHOLESALE_DIVISION = 123456, 234567  # the sandbox's seeds; only the second allows direct invoices
+
+
+class Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+@dataclass
+class Sandbox:
+    app: Any
+    http: httpx.AsyncClient
+    tokens: ExactTokens
+
+    def division(self, code: int) -> Any:
+        return self.app.state.sandbox.divisions[code]
+
+    def booked(self, code: int, entity: str) -> list[dict[str, Any]]:
+        return list(self.division(code).rows[entity])
+
+
+@pytest.fixture
+async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
+    app = create_exact_sandbox(faults_enabled=True, minutely_limit=100_000, daily_limit=1_000_000)
+    code = app.state.sandbox.tokens.new_code("test-client-id", "http://testserver/exact/callback")
+    status, body = app.state.sandbox.tokens.exchange(
+        {"code": code, "client_id": "test-client-id", "redirect_uri": "http://testserver/exact/callback"}
+    )
+    assert status == 200, body
+    tokens = ExactTokens(body["access_token"], body["refresh_token"], int(body["expires_in"]), utcnow())
+    mounts = {settings.exact_hosts["nl"]: httpx.ASGITransport(app=app)}
+    async with httpx.AsyncClient(mounts=mounts) as http:
+        for division in (PLAIN_DIVISION, WHOLESALE_DIVISION):  # the costs and discount articles a shop would make
+            exact = ExactClient(
+                http, host=settings.exact_hosts["nl"], division=division, auth=Bearer(tokens.access_token)
+            )
+            for item, description in (("BETAALKOSTEN", "Betaalkosten"), ("KORTING", "Korting")):
+                await exact.post("logistics/Items", {"Code": item, "Description": description, "IsSalesItem": True})
+        yield Sandbox(app, http, tokens)
+
+
+async def sandbox_integration(
+    engine: AsyncEngine, settings: Settings, sandbox: Sandbox, booking: IntegrationSettings, division: int
+) -> Integration:
+    cipher = Cipher(settings.encryption_keys)
+    async with engine.begin() as conn:
+        integration = await create_active_integration(conn, settings=booking, exact_division=division)
+        await credentials.save_credential(
+            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
+        )
+        await store_tokens(conn, integration_id=integration.id, tokens=sandbox.tokens, cipher=cipher)
+        for category, (code, gl) in SANDBOX_MAPPINGS.items():
+            await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
+    return integration
+
+
+def sandbox_services(engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox) -> BookingServices:
+    fast = dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
+    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": sandbox.http}
+    return services_from_context({**ctx, "redis": redis})
+
+
+ENTITY = {
+    "sales_entry": ("SalesEntries", "SalesEntryLines"),
+    "sales_invoice": ("SalesInvoices", "SalesInvoiceLines"),
+    "direct_sales_invoice": ("SalesInvoices", "SalesInvoiceLines"),
+    "sales_order": ("SalesOrders", "SalesOrderLines"),
+}
+
+
+def assert_booked_like_the_shop(order: MwwOrder, document_type: str, record: dict[str, Any], division: Any) -> None:
+    """What the sandbox stored matches the shop order: references, customer, date, currency, total, VAT per rate."""
+    sign = Decimal(-1) if order.is_credit else Decimal(1)
+    lines = record[ENTITY[document_type][1]]
+    net = sum((Decimal(line["AmountFC"]) for line in lines), Decimal(0))
+    vat_field = "VATAmount" if document_type == "sales_order" else "VATAmountFC"  # the sandbox recomputes order VAT
+    vat_by_rate: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for line in lines:
+        vat_by_rate[(Decimal(line["VATPercentage"]) * 100).normalize()] += Decimal(line[vat_field])
+    assert net + sum(vat_by_rate.values()) == sign * abs(order.total)
+    shop_vat = {t.rate.normalize(): sign * abs(t.amount) for t in order.tax if t.amount}
+    assert {rate: amount for rate, amount in vat_by_rate.items() if amount} == shop_vat
+    assert record["YourRef"] == order.number
+    assert record["Currency"] == order.currency
+    customer_id = record.get("Customer") or record.get("OrderedBy")
+    customer = division.find("Accounts", "ID", customer_id)
+    assert customer["Email"].lower() == order.email.lower()
+    date_field = "EntryDate" if document_type == "sales_entry" else "OrderDate"
+    assert record[date_field].date() == order.date
+    if document_type in ("sales_invoice", "direct_sales_invoice"):
+        assert record["Type"] == {False: 8020, True: 8021}[order.is_credit] + (
+            3 if document_type != "sales_invoice" else 0
+        )
+        assert (record["Status"], record["InvoiceNumber"] is not None) == (50, True)
+
+
+@pytest.mark.parametrize("mode", ["webshop_country", "oss"])
+@pytest.mark.parametrize("document_type", ["sales_entry", "sales_invoice", "sales_order", "direct_sales_invoice"])
+async def test_the_corpus_books_into_the_sandbox_exactly_as_the_shop_sold_it(
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    sandbox: Sandbox,
+    shop: dict[str, Any],
+    document_type: str,
+    mode: str,
+) -> None:
+    division = WHOLESALE_DIVISION if document_type == "direct_sales_invoice" else PLAIN_DIVISION
+    booking = SANDBOX_BOOKING.replace(insertion_type=document_type, eu_consumer_vat=mode)
+    integration = await sandbox_integration(engine, settings, sandbox, booking, division)
+    services = sandbox_services(engine, settings, redis, sandbox)
+    entity = ENTITY[document_type][0]
+    for name in CORPUS:
+        data = load_payload(f"order_{name}")
+        shop[str(data["number"])] = data
+        async with engine.begin() as conn:
+            outcome = await notices.record_notice(
+                conn,
+                integration_id=integration.id,
+                order_number=str(data["number"]),
+                status_id=2,
+                source="poller",
+                dedupe_key=f"{data['number']}:2",
+                selected_statuses=(2, 3),
+            )
+        result = await book_order(services, outcome.order_sync_id)
+        failure = expected_failure(name, document_type, mode)
+        row = await sync_row(engine, outcome.order_sync_id)
+        booked = [r for r in sandbox.booked(division, entity) if r["YourRef"] == str(data["number"])]
+        if failure is not None:
+            assert (row.error_kind, booked) == (failure, []), result
+            continue
+        assert row.state == "booked", result
+        [record] = booked
+        assert row.exact_document_id == record[KEY[entity]]
+        assert_booked_like_the_shop(MwwOrder.from_api(data), document_type, record, sandbox.division(division))
+    if document_type in ("sales_invoice", "direct_sales_invoice"):
+        printed = sandbox.booked(division, "PrintedSalesInvoices")
+        assert len(printed) == len(sandbox.booked(division, "SalesInvoices"))
+        assert all(p["SendEmailToCustomer"] for p in printed)
+
+
+@pytest.mark.parametrize("mode", ["500", "timeout"])
+async def test_the_sandbox_failing_after_it_stored_a_booking_leaves_one_document(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any], mode: str
+) -> None:
+    integration = await sandbox_integration(engine, settings, sandbox, SANDBOX_BOOKING, PLAIN_DIVISION)
+    services = sandbox_services(engine, settings, redis, sandbox)
+    sync_id = await queued_order(engine, shop, integration, "domestic")  # Jan is a seeded customer: one POST
+    accounts = len(sandbox.booked(PLAIN_DIVISION, "Accounts"))
+    sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode=mode, hang_seconds=0.05)
+    with pytest.raises(Retry):
+        await book_order(services, sync_id)
+    [entry] = sandbox.booked(PLAIN_DIVISION, "SalesEntries")  # stored, though the answer was an error
+    assert (await sync_row(engine, sync_id)).state == "retrying"
+    result = await book_order(services, sync_id, job_try=2)
+    assert result.startswith("adopted: order 5001")
+    assert sandbox.booked(PLAIN_DIVISION, "SalesEntries") == [entry]
+    assert (await sync_row(engine, sync_id)).exact_document_id == entry["EntryID"]
+    assert len(sandbox.booked(PLAIN_DIVISION, "Accounts")) == accounts
+
+
+async def test_a_direct_sales_invoice_in_a_plain_edition_is_refused_in_plain_words(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+) -> None:
+    booking = SANDBOX_BOOKING.replace(insertion_type="direct_sales_invoice")
+    integration = await sandbox_integration(engine, settings, sandbox, booking, PLAIN_DIVISION)
+    sync_id = await queued_order(engine, shop, integration, "b2b_domestic")
+    result = await book_order(sandbox_services(engine, settings, redis, sandbox), sync_id)
+    row = await sync_row(engine, sync_id)
+    assert (row.state, row.error_kind) == ("failed", "settings")
+    assert "choose sales invoice or sales entry in the settings" in result
+    assert sandbox.booked(PLAIN_DIVISION, "SalesInvoices") == []

@@ -1,0 +1,301 @@
+import dataclasses
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+import respx
+from arq.connections import ArqRedis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Secret
+
+from gateway import tables
+from gateway.crypto import Cipher
+from gateway.db import create_engine
+from gateway.jobs import poll
+from gateway.queue import QUEUE_DEFAULT
+from gateway.sandbox import mijnwebwinkel as sandbox
+from gateway.settings import Settings
+from gateway.store import credentials, orders
+from gateway.store.integrations import Integration, get_integration_or_raise, update_integration, utcnow
+from tests.factories import create_active_integration
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "shop-token-poll-0001"
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_pauses(monkeypatch) -> None:
+    monkeypatch.setattr(poll, "PAGE_RETRY_DELAYS", (0.0, 0.0))
+
+
+@pytest.fixture
+async def http():
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+def ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, http) -> dict:
+    return {
+        "settings": settings,
+        "engine": engine,
+        "cipher": Cipher(settings.encryption_keys),
+        "http": http,
+        "redis": redis,
+    }
+
+
+async def shop(ctx: dict, **columns) -> Integration:  # type: ignore[no-untyped-def]
+    async with ctx["engine"].begin() as conn:
+        integration = await create_active_integration(conn, **columns)
+        await credentials.save_credential(
+            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=TOKEN, cipher=ctx["cipher"]
+        )
+    return integration
+
+
+async def reload(ctx: dict, integration: Integration) -> Integration:
+    async with ctx["engine"].connect() as conn:
+        return await get_integration_or_raise(conn, integration_id=integration.id)
+
+
+async def rows(engine: AsyncEngine, table) -> int:  # type: ignore[no-untyped-def]
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+def change(number: int, status: int, at: str) -> dict:
+    day, clock = at.split(" ")
+    return {"number": str(number), "status": status, "status_changed_date": day, "status_changed_time": clock}
+
+
+async def test_a_round_records_every_change_then_moves_the_cursor(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").respond(
+        json=[change(2001, 2, "2026-11-20 10:00:00"), change(2002, 1, "2026-11-20 10:05:00")]
+    )
+    started = utcnow()
+    result = await poll.poll_integration(ctx, integration)
+    assert (result.outcome, result.changes) == ("ok", 2)
+    params = route.calls.last.request.url.params
+    since = datetime.strptime(params["status_changed_start_date"], poll.CURSOR_FORMAT)  # noqa: DTZ007
+    assert abs(since - (started.replace(tzinfo=None) - poll.OVERLAP)) < timedelta(seconds=5)
+    assert params["token"] == TOKEN
+    after = await reload(ctx, integration)
+    assert after.poll_cursor == "2026-11-20 10:05:00"
+    assert after.last_poll_error is None
+    assert timedelta(seconds=45) < after.next_poll_at - started <= timedelta(seconds=60)
+    async with ctx["engine"].connect() as conn:
+        states = dict((await conn.execute(select(tables.order_sync.c.order_number, tables.order_sync.c.state))).all())
+    assert states == {"2001": "queued", "2002": "skipped"}
+    assert await ctx["redis"].zcard(QUEUE_DEFAULT) == 1
+
+
+async def test_the_window_overlaps_and_repeats_are_absorbed(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx, poll_cursor="2026-11-20 10:00:00")
+    route = mww_api.get("/orders").respond(json=[change(2003, 2, "2026-11-20 09:55:00")])
+    await poll.poll_integration(ctx, integration)
+    await poll.poll_integration(ctx, await reload(ctx, integration))
+    assert route.calls[0].request.url.params["status_changed_start_date"] == "2026-11-20 09:50:00"
+    assert await rows(ctx["engine"], tables.order_event) == 1
+    assert await ctx["redis"].zcard(QUEUE_DEFAULT) == 1
+    assert (await reload(ctx, integration)).poll_cursor == "2026-11-20 10:00:00"  # never moves backwards
+
+
+async def test_pages_are_read_to_the_end(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx)
+    first = [change(3000 + n, 2, f"2026-11-20 10:{n % 60:02d}:00") for n in range(100)]
+    route = mww_api.get("/orders").mock(
+        side_effect=[
+            httpx.Response(200, json=first),
+            httpx.Response(200, json=[change(3100, 3, "2026-11-20 11:30:00")]),
+        ]
+    )
+    result = await poll.poll_integration(ctx, integration)
+    assert result.changes == 101
+    assert [c.request.url.params["offset"] for c in route.calls] == ["0", "100"]
+    assert await rows(ctx["engine"], tables.order_sync) == 101
+    assert (await reload(ctx, integration)).poll_cursor == "2026-11-20 11:30:00"
+
+
+async def test_the_cursor_survives_a_restart(ctx, settings: Settings, mww_api: respx.MockRouter, http, redis) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").respond(json=[change(2004, 2, "2026-11-21 08:00:00")])
+    await poll.poll_integration(ctx, integration)
+    # A new process: fresh engine and context, nothing carried over but the database.
+    fresh_engine = create_engine(settings.database_url)
+    try:
+        async with fresh_engine.connect() as conn:
+            restarted = await get_integration_or_raise(conn, integration_id=integration.id)
+        await poll.poll_integration({**ctx, "engine": fresh_engine}, restarted)
+    finally:
+        await fresh_engine.dispose()
+    assert route.calls.last.request.url.params["status_changed_start_date"] == "2026-11-21 07:50:00"
+
+
+async def test_a_failed_page_keeps_the_cursor_and_the_next_round_catches_up(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx, poll_cursor="2026-11-20 00:00:00")
+    first = [change(4000 + n, 2, "2026-11-20 10:00:00") for n in range(100)]
+    mww_api.get("/orders").mock(side_effect=[httpx.Response(200, json=first), *[httpx.Response(500) for _ in range(3)]])
+    failed = await poll.poll_integration(ctx, integration)
+    assert failed.outcome == "error"
+    after = await reload(ctx, integration)
+    assert after.poll_cursor == "2026-11-20 00:00:00"
+    assert "unavailable" in after.last_poll_error
+    assert await rows(ctx["engine"], tables.order_sync) == 100  # the first page is durable
+    mww_api.get("/orders").mock(
+        side_effect=[
+            httpx.Response(200, json=first),
+            httpx.Response(200, json=[change(4100, 2, "2026-11-20 10:01:00")]),
+        ]
+    )
+    recovered = await poll.poll_integration(ctx, after)
+    assert recovered.outcome == "ok"
+    assert await rows(ctx["engine"], tables.order_sync) == 101
+    assert (await reload(ctx, integration)).poll_cursor == "2026-11-20 10:01:00"
+
+
+async def test_a_transient_fault_on_one_page_is_retried_within_the_round(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(429), httpx.Response(200, json=[])]
+    )
+    assert (await poll.poll_integration(ctx, integration)).outcome == "ok"
+    assert route.call_count == 3
+
+
+async def test_failures_back_off_exponentially_and_never_crash_the_cron(ctx, mww_api: respx.MockRouter) -> None:
+    broken = await shop(ctx)
+    healthy = await shop(ctx)
+    mww_api.get("/orders").mock(
+        side_effect=lambda request: (
+            httpx.Response(200, json=[]) if "broken" not in request.url.params["token"] else httpx.Response(503)
+        )
+    )
+    async with ctx["engine"].begin() as conn:
+        await credentials.save_credential(
+            conn, integration_id=broken.id, kind=credentials.SHOP_TOKEN, secret="broken-token-01", cipher=ctx["cipher"]
+        )
+    summary = await poll.poll_shops(ctx)
+    assert summary == "polled 2 shops, 1 ok"
+    first = await reload(ctx, broken)
+    pause1 = first.next_poll_at - first.last_polled_at
+    assert timedelta(seconds=50) <= pause1 <= timedelta(seconds=60)
+    second_round = await poll.poll_integration(ctx, first)
+    assert second_round.outcome == "error"
+    second = await reload(ctx, broken)
+    pause2 = second.next_poll_at - second.last_polled_at
+    assert pause1 * 1.6 < pause2 <= pause1 * 2
+    assert (await reload(ctx, healthy)).last_poll_error is None
+
+
+async def test_a_refused_token_stops_polling_until_the_owner_acts(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").respond(401, json={"title": "Invalid token"})
+    result = await poll.poll_integration(ctx, integration)
+    assert result.outcome == "auth_error"
+    after = await reload(ctx, integration)
+    assert after.shop_connection == "error"
+    assert "does not accept this token" in after.shop_connection_error
+    await poll.poll_shops(ctx)
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("columns", "due"),
+    [
+        pytest.param({}, True, id="active-connected"),
+        pytest.param({"state": "paused"}, False, id="paused"),
+        pytest.param({"state": "setup"}, False, id="setup"),
+        pytest.param({"shop_connection": "disconnected"}, False, id="disconnected"),
+        pytest.param({"next_poll_at": timedelta(minutes=5)}, False, id="not-yet"),
+    ],
+)
+async def test_only_due_active_connected_shops_are_polled(ctx, mww_api: respx.MockRouter, columns, due) -> None:
+    await shop(ctx, **{k: utcnow() + v if isinstance(v, timedelta) else v for k, v in columns.items()})
+    route = mww_api.get("/orders").respond(json=[])
+    await poll.poll_shops(ctx)
+    assert route.called is due
+
+
+async def test_service_levels_set_the_interval(ctx, mww_api: respx.MockRouter) -> None:
+    basic = await shop(ctx, service_level="basic")
+    premium = await shop(ctx, service_level="premium")
+    mww_api.get("/orders").respond(json=[])
+    started = utcnow()
+    await poll.poll_shops(ctx)
+    assert (await reload(ctx, basic)).next_poll_at - started > timedelta(minutes=119)
+    assert (await reload(ctx, premium)).next_poll_at - started < timedelta(seconds=61)
+
+
+async def test_a_shop_already_being_polled_is_left_alone(ctx, mww_api: respx.MockRouter) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").respond(json=[])
+    held = ctx["redis"].lock(f"mww:poll:{integration.id}", timeout=5, thread_local=False)
+    assert await held.acquire()
+    try:
+        assert (await poll.poll_integration(ctx, integration)).outcome == "busy"
+    finally:
+        await held.release()
+    assert not route.called
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_an_order_changing_while_the_poller_pages_is_not_missed(ctx, monkeypatch) -> None:
+    """Order 1001 moves into the window after page 1 was read; its new position is behind the offset, so this round
+    cannot see it. The overlap window makes the next round find it, and the shift loses no other order."""
+    monkeypatch.setattr(poll, "PAGE_SIZE", 2)
+    clock = Clock(datetime(2026, 11, 20, 12, 0, 0))  # noqa: DTZ001 - the shop's zone-less time
+    app = sandbox.create_mww_sandbox(faults_enabled=False, clock=clock)
+    state = app.state.sandbox
+    inner = httpx.ASGITransport(app=app)
+    listed = []
+
+    class ChangeAfterFirstPage(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            response = await inner.handle_async_request(request)
+            if request.url.path == "/v1/orders":
+                listed.append(request.url.params["offset"])
+                if len(listed) == 1:
+                    clock.now = datetime(2026, 11, 20, 12, 0, 5)  # noqa: DTZ001
+                    await sandbox.change_status(state, state.main_shop(), 1001, 2)
+            return response
+
+    settings = dataclasses.replace(
+        ctx["settings"], mww_base_url="http://mww.sandbox/v1", mww_partner_token=Secret(sandbox.SANDBOX_PARTNER_TOKEN)
+    )
+    async with httpx.AsyncClient(transport=ChangeAfterFirstPage()) as http:
+        ctx = {**ctx, "settings": settings, "http": http}
+        async with ctx["engine"].begin() as conn:
+            integration = await create_active_integration(conn, poll_cursor="2026-11-17 00:00:00")
+            await credentials.save_credential(
+                conn,
+                integration_id=integration.id,
+                kind=credentials.SHOP_TOKEN,
+                secret=sandbox.SANDBOX_SHOP_TOKEN,
+                cipher=ctx["cipher"],
+            )
+        first = await poll.poll_integration(ctx, integration)
+        async with ctx["engine"].connect() as conn:
+            missed = await orders.get_sync_by_number(conn, integration_id=integration.id, order_number="1001")
+            seen_first = {r[0] for r in (await conn.execute(select(tables.order_sync.c.order_number))).all()}
+        assert first.outcome == "ok"
+        assert missed is None, "the scenario needs 1001 to be behind the offset in round one"
+        assert seen_first == {"1007", "1008", "1009"}  # the shift duplicated 1008 but dropped nothing
+        async with ctx["engine"].begin() as conn:
+            await update_integration(conn, integration_id=integration.id, next_poll_at=None)
+        second = await poll.poll_integration(ctx, await reload(ctx, integration))
+    async with ctx["engine"].connect() as conn:
+        caught = await orders.get_sync_by_number(conn, integration_id=integration.id, order_number="1001")
+    assert second.outcome == "ok"
+    assert caught is not None
+    assert (caught.state, caught.status_id) == ("queued", 2)

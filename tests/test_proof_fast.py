@@ -1,0 +1,93 @@
+"""The proof (bench/proof.py), small, inside the test suite: real processes on loopback — a private Redis, the
+run's database backend, both sandboxes, `gateway serve` and `gateway worker` — under webhook load, end-to-end
+booking with Exact's limits off and on, a share of the fault scenarios, a bad-input barrage and a secret scan.
+
+The suite runs once per database, so the scenarios are split between the two runs (each well under 90 s on a
+2-core machine); `make proof-fast` runs them all, `make proof` at full size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from bench.proof import ProofReport, run_proof
+from bench.runs import Profile
+from bench.table import render
+from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL, database_backend
+
+pytestmark = pytest.mark.slow
+
+CI = Profile(
+    name="ci",
+    load_rate=100,
+    load_seconds=3,
+    load_concurrency=8,
+    e2e_orders=60,
+    e2e_shops=3,
+    workers=1,
+    fault_shops=2,
+    fault_per_shop=8,
+    notice_rate=10,
+    settle_within=60,
+    recovery_within=120,
+    hang_seconds=3,
+    outage_seconds=10,
+    bad_inputs=100,
+)
+COMMON = {"load", "e2e", "bad_input", "secrets"}
+SCENARIOS = {
+    "sqlite": {"exact_5xx_burst", "exact_stored_then_500", "exact_slow"},
+    "postgres": {"exact_stored_then_timeout", "exact_token_expired", "exact_token_revoked", "shop_token_revoked"},
+}
+
+
+@pytest.fixture(scope="module")
+def report(database_url: str) -> ProofReport:
+    """One proof run per module on the run's backend (its own database and Redis, not the suite's)."""
+    backend = database_backend()
+    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    return asyncio.run(
+        run_proof(CI, database=backend, only=COMMON | SCENARIOS[backend], skip=set(), admin_url=admin_url)
+    )
+
+
+def test_the_proof_passes(report: ProofReport) -> None:
+    assert report.passed, render(report)
+    assert report.lost == 0
+    assert report.duplicated == 0
+
+
+def test_webhook_intake_held_the_load_without_errors(report: ProofReport) -> None:
+    load = report.load
+    assert load["errors"] == 0, render(report)
+    assert load["stored"] == load["sent"]
+    assert load["achieved_rate"] > 0.5 * CI.load_rate, render(report)
+    assert 0 < load["p50_ms"] <= load["p99_ms"]
+    assert load["memory_kb"]["web"]["VmRSS"] > 0
+
+
+def test_every_order_was_booked_once_with_limits_off_and_on(report: ProofReport) -> None:
+    assert [e["limits"] for e in report.e2e] == ["off", "on (60/min)"]
+    for e2e in report.e2e:
+        assert e2e["booked_once"] == CI.e2e_orders, render(report)
+        assert e2e["orders_per_s"] > 0
+        assert e2e["slowest_s"] is not None
+
+
+def test_the_fault_scenarios_of_this_backend_ran_and_held(report: ProofReport) -> None:
+    assert len(report.faults) == len(SCENARIOS[database_backend()])
+    for outcome in report.faults:
+        assert outcome.passed, render(report)
+        assert outcome.booked_once + outcome.terminal == outcome.orders
+        assert outcome.orders == CI.fault_shops * CI.fault_per_shop
+
+
+def test_bad_input_was_refused_cleanly_and_no_secret_leaked(report: ProofReport) -> None:
+    assert report.bad_input["tried"] == CI.bad_inputs
+    assert report.bad_input["server_errors"] == 0
+    assert all(400 <= int(status) < 500 for status in report.bad_input["statuses"])
+    assert report.secrets["leaks"] == []
+    assert report.secrets["redis_keys"] > 0
