@@ -6,6 +6,8 @@ encrypted (see crypto.py).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -22,6 +24,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
     naming_convention={
@@ -41,8 +45,29 @@ def _tenant_fk() -> Column[int]:
     return Column("integration_id", Id, ForeignKey("integration.id", ondelete="CASCADE"), nullable=False)
 
 
-def _ts(name: str, *, nullable: bool = True) -> Column[object]:
-    return Column(name, DateTime(timezone=True), nullable=nullable)
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC time on both databases.
+
+    SQLite stores times as text without their offset, so a bound value is turned into UTC first (a local midnight
+    would otherwise compare as if it were UTC) and a value read back gets its UTC zone again. Naive values are UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
+
+
+def _ts(name: str, *, nullable: bool = True) -> Column[datetime]:
+    return Column(name, UtcDateTime(), nullable=nullable)
 
 
 account = Table(

@@ -1,6 +1,7 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import tables
@@ -139,3 +140,26 @@ async def test_stale_queued_rows_are_listed_for_reconcile(engine: AsyncEngine) -
         fresh = await orders.list_stale_queued(conn, older_than=utcnow() - timedelta(minutes=5))
     assert [s.id for s in stale] == [outcome.order_sync_id]
     assert fresh == []
+
+
+async def test_times_in_another_zone_compare_as_the_same_instant(engine: AsyncEngine) -> None:
+    """23:30 UTC is already tomorrow in Amsterdam: a local midnight bound must count it (SQLite stores no offset)."""
+    booked = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
+    amsterdam_midnight = datetime(2026, 11, 25, tzinfo=ZoneInfo("Europe/Amsterdam"))  # 23:00 UTC
+    async with engine.begin() as conn:
+        integration = await create_active_integration(conn)
+        outcome = await notice(conn, integration.id, "5010", 2)
+        await conn.execute(
+            update(tables.order_sync)
+            .where(tables.order_sync.c.id == outcome.order_sync_id)
+            .values(state="booked", booked_at=booked.astimezone(ZoneInfo("America/New_York")))
+        )
+        sync = await orders.get_sync(conn, integration_id=integration.id, order_sync_id=outcome.order_sync_id)
+        counts = [
+            await orders.count_booked_since(conn, integration_id=integration.id, since=since)
+            for since in (amsterdam_midnight, amsterdam_midnight + timedelta(hours=1))
+        ]
+    assert sync is not None
+    assert sync.booked_at == booked
+    assert sync.booked_at.tzinfo is UTC
+    assert counts == [1, 0]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 
 class EmailTaken(Exception):
@@ -38,7 +38,7 @@ class Account:
 
     @classmethod
     def from_row(cls, row: Any) -> Account:
-        data = {k: _aware(v) for k, v in row._mapping.items()}
+        data = dict(row._mapping)
         data["is_operator"] = bool(data["is_operator"])
         return cls(**data)
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class SyncAttempt:
 
     @classmethod
     def from_row(cls, row: Any) -> SyncAttempt:
-        return cls(**{k: _aware(v) for k, v in row._mapping.items()})
+        return cls(**dict(row._mapping))
 
 
 async def record_attempt(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway import tables
 from gateway.crypto import Cipher
 from gateway.db import upsert
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 SHOP_TOKEN = "shop_token"  # noqa: S105 - a kind name, not a secret
 EXACT_OAUTH = "exact_oauth"
@@ -75,10 +75,10 @@ async def get_credential(
         kind=row.kind,
         secret=cipher.decrypt(row.secret),
         version=row.version,
-        access_expires_at=_aware(row.access_expires_at),
-        access_issued_at=_aware(row.access_issued_at),
-        refresh_expires_at=_aware(row.refresh_expires_at),
-        updated_at=_aware(row.updated_at),
+        access_expires_at=row.access_expires_at,
+        access_issued_at=row.access_issued_at,
+        refresh_expires_at=row.refresh_expires_at,
+        updated_at=row.updated_at,
     )
 
 

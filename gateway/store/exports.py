@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 EXPORT_STATES = ("running", "done", "cancelled", "failed")
 
@@ -30,7 +30,7 @@ class InitialExport:
 
     @classmethod
     def from_row(cls, row: Any) -> InitialExport:
-        return cls(**{k: _aware(v) for k, v in row._mapping.items()})
+        return cls(**dict(row._mapping))
 
 
 async def create_initial_export(conn: AsyncConnection, *, integration_id: int, start_date: date) -> InitialExport:

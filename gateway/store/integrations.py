@@ -116,15 +116,8 @@ class Integration:
     def from_row(cls, row: Any) -> Integration:
         data = dict(row._mapping)
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: _aware(v) for k, v in data.items() if k in names and k != "settings"}
+        values = {k: v for k, v in data.items() if k in names and k != "settings"}
         return cls(settings=IntegrationSettings.from_json(data.get("settings")), **values)
-
-
-def _aware(value: Any) -> Any:
-    """SQLite hands back naive datetimes; every time in the gateway is UTC."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def hash_webhook_key(key: str) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
 from gateway.crypto import Cipher, DecryptionError
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 from gateway.store.orders import OrderSync
 
 PENDING_STATES = ("queued", "booking", "retrying")
@@ -71,9 +71,9 @@ async def list_integration_overviews(conn: AsyncConnection) -> list[IntegrationO
             shop_connection=r.shop_connection,
             exact_connection=r.exact_connection,
             exact_division=r.exact_division,
-            trial_ends_at=_aware(r.trial_ends_at),
-            activated_at=_aware(r.activated_at),
-            last_polled_at=_aware(r.last_polled_at),
+            trial_ends_at=r.trial_ends_at,
+            activated_at=r.activated_at,
+            last_polled_at=r.last_polled_at,
             last_poll_error=r.last_poll_error,
             orders=counts.get(r.id, {}),
         )
@@ -186,12 +186,8 @@ async def usage_report(conn: AsyncConnection, *, start: datetime, end: datetime)
 async def oldest_pending_since(conn: AsyncConnection) -> datetime | None:
     """When the longest-waiting order still to be booked was queued (None when nothing waits)."""
     c = tables.order_sync.c
-    value = (
-        await conn.execute(
-            select(func.min(func.coalesce(c.enqueued_at, c.created_at))).where(c.state.in_(PENDING_STATES))
-        )
-    ).scalar_one()
-    return _aware(value)
+    query = select(func.min(func.coalesce(c.enqueued_at, c.created_at))).where(c.state.in_(PENDING_STATES))
+    return (await conn.execute(query)).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -259,7 +255,7 @@ async def list_digest_candidates(
         DigestCandidate(
             integration_id=r.id,
             account_email=r.email,
-            last_notified_at=_aware(r.last_notified_at),
+            last_notified_at=r.last_notified_at,
             **{c.name: getattr(r, c.name) for c in columns},
         )
         for r in rows

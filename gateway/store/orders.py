@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 FINAL_STATES = ("booked", "ignored")
 REQUEUEABLE_STATES = ("skipped", "failed", "needs_attention", "retrying")
@@ -63,7 +63,7 @@ class OrderSync:
 
     @classmethod
     def from_row(cls, row: Any) -> OrderSync:
-        return cls(**{k: _aware(v) for k, v in row._mapping.items()})
+        return cls(**dict(row._mapping))
 
 
 async def update_sync(conn: AsyncConnection, order_sync_id: int, *, now: datetime | None = None, **values: Any) -> int:

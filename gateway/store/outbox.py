@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class OutboxMail:
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxMail:
-        data = {k: _aware(v) for k, v in row._mapping.items()}
+        data = dict(row._mapping)
         data["sent"] = bool(data["sent"])
         return cls(**data)
 

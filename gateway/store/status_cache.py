@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
 from gateway.db import upsert
-from gateway.store.integrations import _aware, utcnow
+from gateway.store.integrations import utcnow
 
 ORDER_STATUSES_KIND = "mww_order_statuses"
 
@@ -25,7 +25,7 @@ async def read_cached(
     row = (
         await conn.execute(select(c.value, c.expires_at).where(c.integration_id == integration_id, c.kind == kind))
     ).first()
-    if row is None or _aware(row.expires_at) <= (now or utcnow()):
+    if row is None or row.expires_at <= (now or utcnow()):
         return None
     return [dict(item) for item in row.value]
 
