@@ -123,6 +123,11 @@ def set_request_locale(request: Request, locale: str) -> None:
         request.session[SESSION_LANG] = locale
 
 
+def local_now() -> datetime:
+    """Now on the shop owner's calendar: "today" for dates a customer picks is this zone's date, not UTC's."""
+    return datetime.now(DISPLAY_ZONE)
+
+
 def _local(value: datetime) -> datetime:
     return value.astimezone(DISPLAY_ZONE)
 

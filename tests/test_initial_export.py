@@ -12,6 +12,7 @@ from starlette.datastructures import Secret
 from gateway import tables
 from gateway.crypto import Cipher
 from gateway.db import create_engine
+from gateway.i18n import local_now
 from gateway.jobs import initial_export as export_job
 from gateway.jobs.initial_export import ExportNotAllowed
 from gateway.queue import QUEUE_DEFAULT
@@ -115,7 +116,7 @@ async def test_starting_creates_the_row_and_queues_the_first_chunk(ctx) -> None:
     ("columns", "start_date", "message"),
     [
         pytest.param({"shop_connection": "disconnected"}, START, "connect the Mijnwebwinkel shop", id="no-shop"),
-        pytest.param({}, date.today() + timedelta(days=1), "start date", id="future"),  # noqa: DTZ011
+        pytest.param({}, local_now().date() + timedelta(days=1), "start date", id="future"),
         pytest.param({}, date(1999, 12, 31), "start date", id="too-old"),
     ],
 )

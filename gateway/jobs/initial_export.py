@@ -23,6 +23,7 @@ from gateway import pipeline
 from gateway.clients.errors import ApiError, TransientApiError
 from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
 from gateway.crypto import DecryptionError
+from gateway.i18n import local_now
 from gateway.logs import bind
 from gateway.queue import QUEUE_DEFAULT
 from gateway.shop_connection import mark_shop_refused
@@ -93,7 +94,7 @@ async def start_initial_export(
     Raises ExportNotAllowed when the shop is not connected, the date is out of range, or an export is running.
     The orders are booked once the integration is active; until then the export waits.
     """
-    today = today or utcnow().date()
+    today = today or local_now().date()
     if not EARLIEST_START <= start_date <= today:
         raise ExportNotAllowed(f"the start date must be between {EARLIEST_START.isoformat()} and today")
     integration = await get_integration(conn, integration_id=integration_id)

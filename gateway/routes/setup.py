@@ -19,13 +19,13 @@ from gateway import shop_connection, wizard
 from gateway.clients.errors import ApiError
 from gateway.csrf import verify_csrf
 from gateway.forms import Errors, Form
-from gateway.i18n import DISPLAY_ZONE, N_
+from gateway.i18n import N_, local_now
 from gateway.pages import flash, optional_url, redirect, render
 from gateway.routes.dashboard import load_integration
 from gateway.service_levels import change_service_level, service_levels
 from gateway.settings import SERVICE_LEVELS
 from gateway.setup_forms import CREDIT_AS_SALES_ORDER, vat_category_label
-from gateway.store.integrations import Integration, IntegrationSettings, save_settings, update_integration, utcnow
+from gateway.store.integrations import Integration, IntegrationSettings, save_settings, update_integration
 
 logger = logging.getLogger(__name__)
 BACK_TARGETS = ("setup", "setup_review")
@@ -195,7 +195,7 @@ async def setup_export(request: Request) -> Response:
     async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
     saved = integration.settings.initial_export_start
-    today = utcnow().astimezone(DISPLAY_ZONE).date()
+    today = local_now().date()
     context = step_context(request, integration, "export", today=today)
     context["values"] = {"export": "from" if saved else "none", "start_date": saved}
     if data is not None:

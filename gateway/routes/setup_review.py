@@ -21,7 +21,7 @@ from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
-from gateway.i18n import DISPLAY_ZONE, N_, Message
+from gateway.i18n import N_, Message, local_now
 from gateway.jobs.initial_export import ExportNotAllowed, get_export_progress, start_initial_export
 from gateway.pages import flash, redirect, render
 from gateway.routes.dashboard import load_integration
@@ -101,7 +101,7 @@ async def _test_order(
                 conn, settings=state.settings, cipher=state.cipher, http=state.http, integration_id=integration.id
             )
         if not number:
-            since = (utcnow().astimezone(DISPLAY_ZONE) - timedelta(days=TEST_WINDOW_DAYS)).strftime("%Y-%m-%d 00:00:00")
+            since = (local_now() - timedelta(days=TEST_WINDOW_DAYS)).strftime("%Y-%m-%d 00:00:00")
             changes = await client.list_changed_orders(since=since)
             selected = [c for c in changes if c.status in integration.settings.selected_statuses]
             if not (selected or changes):
