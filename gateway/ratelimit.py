@@ -4,10 +4,10 @@ Exact allows 60 calls a minute and 5,000 a day per app and division, counts cloc
 429 beyond that (docs/exact.md). The governor keeps a sliding log of call times per division, so no 60-second span
 (plus a small margin for network jitter) ever holds more calls than the limit, and a UTC-day counter. Both are
 checked and updated in one Lua script, so concurrent workers cannot overshoot; a token bucket paces calls after a
-burst of ten, so a freed minute is not spent all at once. Answers keep it in step: their
-`X-RateLimit-*` headers can only lower what it believes is left, and a 429 or an exhausted budget blocks the division
-until the reset Exact announced. When the budget is spent `acquire` raises RateLimitedError(reset_at=...): the job
-defers itself instead of failing.
+burst of ten, so a freed minute is not spent all at once. Answers keep it in step: their `X-RateLimit-*` headers
+can only lower what it believes is left, and a 429 or an exhausted budget blocks the division until the reset Exact
+announced, capped at the end of the window that ran out (a skewed clock cannot block longer). When the budget is
+spent `acquire` raises RateLimitedError(reset_at=...): the job defers itself instead of failing.
 """
 
 from __future__ import annotations
@@ -250,12 +250,28 @@ class RateGovernor:
     def _block_until(self, status: int, headers: RateLimitHeaders, now: float) -> dt.datetime | None:
         current = dt.datetime.fromtimestamp(now, tz=dt.UTC)
         if status == 429:
-            return headers.reset_after_429(current)
-        if headers.daily_remaining == 0 and headers.daily_reset:
-            return headers.daily_reset
-        if headers.minutely_remaining == 0 and headers.minutely_reset and headers.minutely_reset > current:
-            return headers.minutely_reset
-        return None
+            until = headers.reset_after_429(current)
+        elif headers.daily_remaining == 0 and headers.daily_reset:
+            until = headers.daily_reset
+        elif headers.minutely_remaining == 0 and headers.minutely_reset and headers.minutely_reset > current:
+            until = headers.minutely_reset
+        else:
+            return None
+        return self._within_window(until, daily=until == headers.daily_reset, now=now)
+
+    def _within_window(self, until: dt.datetime, *, daily: bool, now: float) -> dt.datetime:
+        """A reset no further ahead than its window allows: Exact's times are its clock's, and a skewed clock must not
+        block an administration for longer than the minute (or the UTC day) that actually ran out."""
+        latest = _from_ms(_ms((self._day_reset(now) if daily else now) + self.window))
+        if until <= latest:
+            return until
+        logger.warning(
+            "exact announced a %s reset at %s, beyond its window; clock skew? blocking until %s instead",
+            "daily" if daily else "minutely",
+            until.isoformat(timespec="seconds"),
+            latest.isoformat(timespec="seconds"),
+        )
+        return latest
 
     async def block(self, division: int, *, until: dt.datetime) -> None:
         """Refuse every call for `division` until `until` (a 429, or Exact saying nothing is left)."""

@@ -307,3 +307,36 @@ async def test_a_429_storm_loses_no_booking_and_no_division_exceeds_60_calls_a_m
         counted = [c.at for c in sandbox.calls if c.division == division and c.status != 429]
         assert len(counted) >= 2 * orders
         assert max_calls_in_any_window(counted) <= 60
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "latest"),
+    [
+        pytest.param({"X-RateLimit-Minutely-Reset": "+600"}, 429, START + 60, id="429-minutely-10-min-ahead"),
+        pytest.param(
+            {"X-RateLimit-Minutely-Remaining": "0", "X-RateLimit-Minutely-Reset": "+3600"},
+            200,
+            START + 60,
+            id="none-left-minutely-1-h-ahead",
+        ),
+        pytest.param(
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "+172800"},
+            200,
+            dt.datetime(2026, 1, 6, tzinfo=dt.UTC).timestamp() + 60,
+            id="none-left-daily-2-days-ahead",
+        ),
+    ],
+)
+async def test_a_reset_beyond_its_window_is_capped(
+    redis: ArqRedis, headers: dict[str, str], status: int, latest: float
+) -> None:
+    """Exact's clock running ahead of ours must not block an administration past the window that ran out."""
+    clock = VirtualClock()
+    rg = governor(redis, clock, minutely_limit=60)
+    absolute = {name: str(int((START + int(value)) * 1000)) for name, value in headers.items() if value[0] == "+"}
+    await rg.observe(1, answer(status, **{**headers, **absolute}))
+    with pytest.raises(RateLimitedError) as caught:
+        await rg.acquire(1)
+    assert caught.value.reset_at == dt.datetime.fromtimestamp(latest, tz=dt.UTC)
+    clock.t = latest + 0.1
+    await rg.acquire(1)
