@@ -49,8 +49,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.anyio)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def anyio_backend() -> str:
+    """Autouse, so every test has it from collection on: AnyIO otherwise re-creates a marked test's item for its
+    backend and drops the test's own `parametrize` values."""
     return "asyncio"
 
 
