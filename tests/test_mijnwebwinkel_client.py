@@ -171,6 +171,8 @@ async def test_get_store(client, mww_api: respx.MockRouter) -> None:
         pytest.param(httpx.Response(403, text="Forbidden"), MijnwebwinkelAuthError, "forbidden", id="403-other"),
         pytest.param(httpx.Response(404, json={"title": "Not found"}), NotFoundError, None, id="404"),
         pytest.param(httpx.Response(422, json={"title": "Invalid"}), ValidationError, None, id="422"),
+        pytest.param(httpx.Response(409, json={"title": "Conflict"}), ValidationError, None, id="409"),
+        pytest.param(httpx.Response(408, text="timeout"), TransientApiError, None, id="408"),
         pytest.param(httpx.Response(500, text="boom"), TransientApiError, None, id="500"),
         pytest.param(httpx.Response(503, text="maintenance"), TransientApiError, None, id="503"),
         pytest.param(httpx.Response(200, text="<html>not json"), PermanentApiError, None, id="invalid-json"),

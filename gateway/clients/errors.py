@@ -74,6 +74,20 @@ class AuthError(ApiError):
     """401/403: the token is invalid, revoked or lacks rights. Needs the customer (reconnect or new token)."""
 
 
+def error_class(status: int) -> type[ApiError]:
+    """The class of a failed answer, by status: one table for both vendors. Clients raise the finer kinds first where
+    the vendor tells more: a 429's reset (RateLimitedError), a refused token's reason."""
+    if status >= 500 or status in (408, 429):
+        return TransientApiError
+    if status in (401, 403):
+        return AuthError
+    if status == 404:
+        return NotFoundError
+    if status in (400, 409, 422):
+        return ValidationError
+    return PermanentApiError
+
+
 def body_excerpt(response: httpx.Response) -> str:
     """A short, redacted excerpt of a response body for messages and attempt records."""
     try:

@@ -11,15 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from gateway.clients.errors import (
-    AuthError,
-    NotFoundError,
-    PermanentApiError,
-    RateLimitedError,
-    TransientApiError,
-    ValidationError,
-    body_excerpt,
-)
+from gateway.clients.errors import RateLimitedError, body_excerpt, error_class
 
 VENDOR = "Exact Online"
 
@@ -104,12 +96,4 @@ def error_for(response: httpx.Response, *, now: dt.datetime | None = None) -> Ex
             retry_after=max(0.0, (reset_at - now).total_seconds()),
             vendor=VENDOR,
         )
-    if status >= 500:
-        return TransientApiError(text, status=status, vendor=VENDOR)
-    if status in (401, 403):
-        return AuthError(text, status=status, vendor=VENDOR)
-    if status == 404:
-        return NotFoundError(text, status=status, vendor=VENDOR)
-    if status in (400, 409, 422):
-        return ValidationError(text, status=status, vendor=VENDOR)
-    return PermanentApiError(text, status=status, vendor=VENDOR)
+    return error_class(status)(text, status=status, vendor=VENDOR)

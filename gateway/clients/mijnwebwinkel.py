@@ -31,6 +31,7 @@ from gateway.clients.errors import (
     TransientApiError,
     ValidationError,
     body_excerpt,
+    error_class,
     retry_after_seconds,
 )
 from gateway.clients.mijnwebwinkel_models import (
@@ -207,6 +208,14 @@ def _listing(data: Any, key: str) -> list[Any]:
     return data
 
 
+# How a failed answer is put to a shop owner, by error class.
+_WHAT_HAPPENED = {
+    TransientApiError: "is unavailable",
+    NotFoundError: "has no such resource",
+    ValidationError: "rejected the request",
+}
+
+
 def _answer(response: httpx.Response, path: str) -> Any:
     """Map one response to data or to the error tree; messages name the path, never the query string."""
     status = response.status_code
@@ -226,18 +235,11 @@ def _answer(response: httpx.Response, path: str) -> Any:
         raise RateLimitedError(
             f"Mijnwebwinkel rate limit reached ({where})", retry_after=retry_after_seconds(response), vendor=VENDOR
         )
-    if status >= 500 or status == 408:
-        raise TransientApiError(
-            f"Mijnwebwinkel is unavailable ({where})",
-            status=status,
-            vendor=VENDOR,
-            retry_after=retry_after_seconds(response),
-        )
-    if status == 404:
-        raise NotFoundError(f"Mijnwebwinkel has no such resource ({where})", status=status, vendor=VENDOR)
-    if status in (400, 422):
-        raise ValidationError(f"Mijnwebwinkel rejected the request ({where})", status=status, vendor=VENDOR)
-    raise PermanentApiError(f"Mijnwebwinkel answered unexpectedly ({where})", status=status, vendor=VENDOR)
+    kind = error_class(status)
+    message = f"Mijnwebwinkel {_WHAT_HAPPENED.get(kind, 'answered unexpectedly')} ({where})"
+    if kind is TransientApiError:
+        raise TransientApiError(message, status=status, vendor=VENDOR, retry_after=retry_after_seconds(response))
+    raise kind(message, status=status, vendor=VENDOR)
 
 
 def _auth_reason(status: int, detail: str) -> str:
