@@ -23,7 +23,12 @@ from gateway.crypto import Cipher
 from gateway.csrf import csrf_context
 from gateway.db import create_engine
 from gateway.i18n import i18n_context
-from gateway.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from gateway.middleware import (
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+    SessionCheckMiddleware,
+)
 from gateway.pages import http_error_page, page_context, server_error_page
 from gateway.queue import create_arq_pool
 from gateway.routes import build_routes
@@ -89,6 +94,7 @@ def create_app(settings: Settings) -> Starlette:
             same_site="lax",
             https_only=settings.is_production,
         ),
+        Middleware(SessionCheckMiddleware),  # inside the session: ends sessions of a changed password
     ]
     app = Starlette(
         routes=build_routes(settings),

@@ -1,4 +1,4 @@
-"""Pure-ASGI middlewares: request id + access log line, request body limit, security headers."""
+"""Pure-ASGI middlewares: request id + access log line, request body limit, security headers, stale sessions."""
 
 from __future__ import annotations
 
@@ -6,13 +6,20 @@ import logging
 import re
 import secrets
 import time
+from urllib.parse import quote
 
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.auth import current_account_id, logout_session, stale_session
+from gateway.i18n import request_locale, set_request_locale
 from gateway.logs import bind, log_context
+from gateway.pages import flash
 
 logger = logging.getLogger("gateway.access")
+session_logger = logging.getLogger("gateway.sessions")
 # Tenant pages live under /integrations/{id}/: their log lines carry the integration id from the first line on.
 _TENANT_PATH = re.compile(r"^/integrations/(\d+)(?:/|$)")
 
@@ -145,3 +152,36 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class SessionCheckMiddleware:
+    """Ends a logged-in session whose account is deleted or whose password changed since login (after a change
+    elsewhere, or a reset): the session is cleared and the browser sent to the login page with a notice.
+
+    Sits inside SessionMiddleware, so every page request passes here; one primary-key query per logged-in request
+    (static files skipped).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/static/"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        reason = None
+        if current_account_id(request) is not None:
+            async with request.app.state.engine.connect() as conn:
+                reason = await stale_session(request, conn)
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        session_logger.info("session of account %s ended: %s", current_account_id(request), reason.text)
+        locale = request_locale(request)
+        logout_session(request)
+        set_request_locale(request, locale)
+        flash(request, reason, "warning")
+        path = scope["path"]
+        target = f"/login?next={quote(path)}" if scope["method"] == "GET" and path != "/login" else "/login"
+        await RedirectResponse(target, status_code=303)(scope, receive, send)

@@ -6,6 +6,7 @@ Every form page is one endpoint for GET and POST: CSRF first, parse, 400 with th
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,7 +64,7 @@ async def signup(request: Request) -> Response:
                         conn, account_id=account.id, trial_days=request.app.state.settings.trial_days
                     )
             if not errors:
-                login_session(request, account.id)
+                login_session(request, account.id, password_changed_at=account.password_changed_at)
                 set_request_locale(request, locale)
                 await _send_welcome(request, account, locale)
                 flash(request, N_("Welcome! Connect your shop in a few steps."))
@@ -125,7 +126,7 @@ async def _try_login(request: Request, email: str, password: str) -> int | tuple
             rehashed = passwords.hash_password(password) if passwords.needs_rehash(account.password_hash) else None
             await accounts.record_login(conn, account_id=account.id, rehashed=rehashed)
             await login_limits.clear(redis, limits[0])
-            login_session(request, account.id)
+            login_session(request, account.id, password_changed_at=account.password_changed_at)
             set_request_locale(request, account.locale)
             return account.id
     await login_limits.count(redis, limits)
@@ -202,11 +203,11 @@ async def reset(request: Request) -> Response:
         values, errors = forms.parse_new_password(data)
         if not errors:
             async with engine.begin() as conn:
-                await accounts.set_password_hash(
+                changed_at = await accounts.set_password_hash(
                     conn, account_id=account.id, password_hash=passwords.hash_password(str(values["new_password"]))
                 )
             await login_limits.clear(request.app.state.arq, login_limits.login_limits(account.email, "")[0])
-            login_session(request, account.id)
+            login_session(request, account.id, password_changed_at=changed_at)
             set_request_locale(request, account.locale)
             flash(request, N_("Your new password is saved. You are logged in."))
             return redirect("/")
@@ -255,6 +256,7 @@ async def _change_account(
         errors["current_password"] = N_("This is not your current password.")
     if errors:
         return values, errors
+    changed_at = None
     async with request.app.state.engine.begin() as conn:
         if action == "email":
             try:
@@ -265,11 +267,11 @@ async def _change_account(
             flash(request, N_("Your e-mail address is changed."))
         elif action == "password":
             new_hash = passwords.hash_password(str(values["new_password"]))
-            await accounts.set_password_hash(conn, account_id=account.id, password_hash=new_hash)
+            changed_at = await accounts.set_password_hash(conn, account_id=account.id, password_hash=new_hash)
         else:
             await accounts.delete_account(conn, account_id=account.id)
     if action == "password":
-        _renew_session(request, account.id)
+        _renew_session(request, account.id, changed_at)
         flash(request, N_("Your password is changed."))
     elif action == "delete":
         logger.info("account %s deleted with its integrations and tokens", account.id)
@@ -280,9 +282,10 @@ async def _change_account(
     return values, errors
 
 
-def _renew_session(request: Request, account_id: int) -> None:
+def _renew_session(request: Request, account_id: int, password_changed_at: datetime | None) -> None:
+    """A fresh session with the new password's stamp: this browser stays logged in, every other one is logged out."""
     locale = request_locale(request)
-    login_session(request, account_id)
+    login_session(request, account_id, password_changed_at=password_changed_at)
     set_request_locale(request, locale)
 
 

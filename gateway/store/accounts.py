@@ -89,13 +89,15 @@ async def get_account_by_email(conn: AsyncConnection, *, email: str) -> Account 
     return None if row is None else Account.from_row(row)
 
 
-async def set_password_hash(conn: AsyncConnection, *, account_id: int, password_hash: str) -> None:
-    """Store a new hash; `password_changed_at` moves, which invalidates every password-reset link issued before."""
+async def set_password_hash(conn: AsyncConnection, *, account_id: int, password_hash: str) -> datetime:
+    """Store a new hash (older reset links stop working); the new `password_changed_at` ends older sessions."""
+    changed_at = utcnow()
     await conn.execute(
         update(tables.account)
         .where(tables.account.c.id == account_id)
-        .values(password_hash=password_hash, password_changed_at=utcnow())
+        .values(password_hash=password_hash, password_changed_at=changed_at)
     )
+    return changed_at
 
 
 async def set_email(conn: AsyncConnection, *, account_id: int, email: str) -> None:
