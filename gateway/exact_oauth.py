@@ -19,6 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from gateway.clients.errors import AuthError, PermanentApiError, RateLimitedError, TransientApiError
 from gateway.clients.exact_responses import VENDOR, RateLimitHeaders, error_message
+from gateway.i18n import N_, Message
 from gateway.settings import EXACT_COUNTRIES, Settings
 
 STATE_MAX_AGE = 600
@@ -35,6 +36,10 @@ _DEAD_GRANT = ("invalid_grant", "old refresh token", "refresh token expired", "u
 
 class StateError(Exception):
     """The `state` of a callback is missing, forged, expired, replayed or from another session."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(message.text)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -85,17 +90,17 @@ def check_state(settings: Settings, session: dict[str, Any], state: str | None) 
     """Verify signature, age and session binding; the session's nonce is consumed whatever the outcome."""
     expected = session.pop(SESSION_NONCE, None)
     if not state:
-        raise StateError("The answer from Exact Online carried no state.")
+        raise StateError(N_("The answer from Exact Online carried no state."))
     try:
         data = _serializer(settings).loads(state, max_age=STATE_MAX_AGE)
     except SignatureExpired as e:
-        raise StateError("The connection attempt took longer than 10 minutes.") from e
+        raise StateError(N_("The connection attempt took longer than 10 minutes.")) from e
     except BadSignature as e:
-        raise StateError("The answer from Exact Online was not for this gateway.") from e
+        raise StateError(N_("The answer from Exact Online was not for this gateway.")) from e
     if not isinstance(data, dict) or data.get("c") not in EXACT_COUNTRIES or not isinstance(data.get("i"), int):
-        raise StateError("The answer from Exact Online was not for this gateway.")
+        raise StateError(N_("The answer from Exact Online was not for this gateway."))
     if not expected or not secrets.compare_digest(str(data.get("n", "")), str(expected)):
-        raise StateError("This connection attempt was already used or started in another browser session.")
+        raise StateError(N_("This connection attempt was already used or started in another browser session."))
     return OAuthState(integration_id=data["i"], country=data["c"], nonce=str(data["n"]))
 
 

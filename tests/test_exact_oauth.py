@@ -366,3 +366,15 @@ def test_the_factory_tokens_match_the_sandbox(web_settings: Settings, sandboxes:
 
     tokens = arrange(web_settings, connect)
     assert sandbox_app.state.sandbox.tokens.bearer_ok(f"Bearer {tokens.access_token}")
+
+
+def test_connect_failures_read_in_dutch(
+    web: TestClient, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+) -> None:
+    authorize_be = start(web, owner[1], country="be")
+    callback = consent(authorize_be.replace(sandboxes["be"][1], sandboxes["nl"][1]))
+    dutch = {"Accept-Language": "nl"}
+    wrong_country = web.get(callback, headers=dutch)
+    assert_clear_failure(wrong_country, "Staat je Exact Online-account niet in België")
+    replayed = web.get(callback, headers=dutch)
+    assert_clear_failure(replayed, "al gebruikt of in een andere browsersessie", "Begin opnieuw met koppelen")

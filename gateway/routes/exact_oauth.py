@@ -18,6 +18,7 @@ from gateway.clients.errors import ApiError, AuthError
 from gateway.csrf import verify_csrf
 from gateway.exact_auth import complete_connection, forget_connection
 from gateway.exact_oauth import StateError, authorize_url, check_state, new_state
+from gateway.i18n import N_, Message
 from gateway.settings import EXACT_COUNTRIES
 from gateway.store.integrations import Integration
 
@@ -38,7 +39,9 @@ def _page(request: Request, template: str, context: dict[str, Any], status_code:
     return request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
-def _connect_page(request: Request, integration: Integration, *, error: str = "", status_code: int = 200) -> Response:
+def _connect_page(
+    request: Request, integration: Integration, *, error: Message | None = None, status_code: int = 200
+) -> Response:
     context = {
         "integration": integration,
         "countries": [(cc, COUNTRY_NAMES[cc]) for cc in EXACT_COUNTRIES],
@@ -48,7 +51,7 @@ def _connect_page(request: Request, integration: Integration, *, error: str = ""
     return _page(request, "exact/connect.html", context, status_code)
 
 
-def _failed(request: Request, message: str, *, integration_id: int | None = None) -> Response:
+def _failed(request: Request, message: Message, *, integration_id: int | None = None) -> Response:
     return _page(request, "exact/error.html", {"message": message, "integration_id": integration_id}, 400)
 
 
@@ -63,13 +66,13 @@ async def connect(request: Request) -> Response:
     country = str(form.get("country", "")).strip().lower()
     if country not in EXACT_COUNTRIES:
         return _connect_page(
-            request, integration, error="Choose the country of your Exact Online account.", status_code=400
+            request, integration, error=N_("Choose the country of your Exact Online account."), status_code=400
         )
     if not settings.exact_client_id:
         return _connect_page(
             request,
             integration,
-            error="This gateway has no Exact Online app registered yet (EXACT_CLIENT_ID). Ask the operator.",
+            error=N_("This gateway has no Exact Online app registered yet (EXACT_CLIENT_ID). Ask the operator."),
             status_code=400,
         )
     state = new_state(settings, request.session, integration_id=integration.id, country=country)
@@ -83,15 +86,15 @@ async def callback(request: Request) -> Response:
     try:
         state = check_state(app.settings, request.session, params.get("state"))
     except StateError as e:
-        return _failed(request, f"{e} Start connecting again from the gateway.")
+        return _failed(request, N_("%(reason)s Start connecting again from the gateway.", reason=e.message))
     async with app.engine.connect() as conn:
         integration = await require_integration(request, conn, state.integration_id)
     if params.get("error"):
-        message = "You did not give the gateway access to Exact Online, so nothing was connected."
+        message = N_("You did not give the gateway access to Exact Online, so nothing was connected.")
         return _failed(request, message, integration_id=integration.id)
     code = params.get("code")
     if not code:
-        return _failed(request, "Exact Online sent no authorisation code.", integration_id=integration.id)
+        return _failed(request, N_("Exact Online sent no authorisation code."), integration_id=integration.id)
     try:
         await complete_connection(
             engine=app.engine,
@@ -104,15 +107,18 @@ async def callback(request: Request) -> Response:
             code=code,
         )
     except AuthError:
-        message = (
-            f"Exact Online did not accept the authorisation. If your Exact Online account is not in "
-            f"{COUNTRY_NAMES[state.country]}, connect again and choose its country; otherwise start again."
+        message = N_(
+            "Exact Online did not accept the authorisation. If your Exact Online account is not in %(country)s, "
+            "connect again and choose its country; otherwise start again.",
+            country=COUNTRY_NAMES[state.country],
         )
         return _failed(request, message, integration_id=integration.id)
     except ApiError as e:
         logger.warning("exact connect for integration %s failed: %s", integration.id, e)
         return _failed(
-            request, f"Connecting did not complete: {e}. Try again in a moment.", integration_id=integration.id
+            request,
+            N_("Connecting did not complete: %(reason)s. Try again in a moment.", reason=str(e)),
+            integration_id=integration.id,
         )
     return RedirectResponse(f"/integrations/{integration.id}/setup", status_code=303)
 
