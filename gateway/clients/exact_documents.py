@@ -3,13 +3,17 @@ invoices (+ PrintedSalesInvoices) and orders. Built on ExactClient.get_all/post;
 
 `resolve_refs()` turns a booking plan into the Exact ids its document needs, using ids the job already knows (stored
 links) first and paying a look-up only for what is new; it returns the links it learned so the job can store them.
+What it may create (customer accounts, items with "create items") it finds or creates inside the job's `LinkGate`,
+so two jobs needing the same new customer or SKU at once make one record in Exact, not two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.booking import (
     DIRECT_SALES_INVOICE,
@@ -163,6 +167,31 @@ class Resolution:
     learned: dict[LinkKey, str] = field(default_factory=dict)
 
 
+class LinkGate(Protocol):
+    """Serialises "find or create" of one Exact record across jobs and processes (the job's Redis lock), and keeps
+    what it finds at once (stored links). Inside `hold(key)`: `stored` re-reads links another job may have saved while
+    this one waited; `save` stores a new link in its own transaction, before the hold ends."""
+
+    def hold(self, key: LinkKey) -> AbstractAsyncContextManager[None]: ...
+
+    async def stored(self, keys: Sequence[LinkKey]) -> dict[LinkKey, str]: ...
+
+    async def save(self, links: Mapping[LinkKey, str]) -> None: ...
+
+
+class NoGate:
+    """No serialisation and nothing stored early: for callers without Redis (tests of the resolver, tools)."""
+
+    def hold(self, key: LinkKey) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    async def stored(self, keys: Sequence[LinkKey]) -> dict[LinkKey, str]:
+        return {}
+
+    async def save(self, links: Mapping[LinkKey, str]) -> None:
+        return None
+
+
 def link_keys(plan: BookingPlan, settings: IntegrationSettings) -> list[LinkKey]:
     """The stored links worth loading before resolving `plan` (the job reads them in one query)."""
     keys: list[LinkKey] = [(plan.customer.link_kind, plan.customer.key)]
@@ -175,11 +204,16 @@ def link_keys(plan: BookingPlan, settings: IntegrationSettings) -> list[LinkKey]
 
 
 async def resolve_refs(
-    client: ExactClient, plan: BookingPlan, settings: IntegrationSettings, known: Mapping[LinkKey, str]
+    client: ExactClient,
+    plan: BookingPlan,
+    settings: IntegrationSettings,
+    known: Mapping[LinkKey, str],
+    gate: LinkGate | None = None,
 ) -> Resolution:
     """Account, G/L accounts and items for `plan`: stored links first, then Exact look-ups, creating what the
-    settings allow (customers always, items with "create items"). Raises BookingError for what must exist."""
-    resolver = _Resolver(client, settings, known)
+    settings allow (customers always, items with "create items") under `gate`. Raises BookingError for what must
+    exist. Without a gate nothing is serialised: two concurrent callers may each create the same record."""
+    resolver = _Resolver(client, settings, known, gate or NoGate())
     account_id = await resolver.account(plan.customer)
     gl_accounts = await resolver.gl_accounts(gl_codes_needed(plan, settings))
     for need in items_needed(plan, settings):
@@ -196,10 +230,13 @@ async def resolve_refs(
 
 
 class _Resolver:
-    def __init__(self, client: ExactClient, settings: IntegrationSettings, known: Mapping[LinkKey, str]) -> None:
+    def __init__(
+        self, client: ExactClient, settings: IntegrationSettings, known: Mapping[LinkKey, str], gate: LinkGate
+    ) -> None:
         self.client = client
         self.settings = settings
         self.known = known
+        self.gate = gate
         self.learned: dict[LinkKey, str] = {}
         self.used: list[LinkKey] = []
         self.items: dict[str, str] = {}
@@ -224,9 +261,14 @@ class _Resolver:
                     SETTINGS, f"the collective account {customer.key} for consumers does not exist in Exact"
                 )
         else:
-            found = await self._account_by_email(customer.email)
-            if found is None:
-                found = await create_account(self.client, customer.account_payload())
+            async with self.gate.hold(key):
+                if stored := (await self.gate.stored([key])).get(key):
+                    self.used.append(key)  # another job created it while this one waited
+                    return stored
+                found = await self._account_by_email(customer.email)
+                if found is None:
+                    found = await create_account(self.client, customer.account_payload())
+                await self.gate.save({key: found.id})
         self.learned[key] = found.id
         return found.id
 
@@ -272,15 +314,25 @@ class _Resolver:
     async def item(self, need: ItemNeed, gl_accounts: Mapping[str, str]) -> None:
         item_key, revenue_key = ("item", need.code), ("item_revenue", need.code)
         if stored := self._stored(item_key):
-            self.items[need.code] = stored
-            self.revenue[need.code] = self.known.get(revenue_key, "")
+            self._use_item(need.code, stored, self.known.get(revenue_key, ""))
             return
         if not need.required and revenue_key in self.known:
             self.revenue[need.code] = self.known[revenue_key]  # looked up before: not an Exact item
             return
+        if need.creatable:
+            async with self.gate.hold(item_key):
+                links = await self.gate.stored([item_key, revenue_key])
+                if stored := links.get(item_key):
+                    self.used.append(item_key)  # another job created it while this one waited
+                    self._use_item(need.code, stored, links.get(revenue_key, ""))
+                    return
+                item = await self.client.find_item(need.code)
+                if item is None:
+                    item = await create_item(self.client, _item_payload(need, gl_accounts))
+                await self._learn_item(need.code, item)
+                await self.gate.save({item_key: self.learned[item_key], revenue_key: self.learned[revenue_key]})
+            return
         item = await self.client.find_item(need.code)
-        if item is None and need.creatable:
-            item = await create_item(self.client, _item_payload(need, gl_accounts))
         if item is None:
             if need.required:
                 raise BookingError(
@@ -289,11 +341,19 @@ class _Resolver:
                 )
             self.learned[revenue_key] = ""  # remembered, so the next order does not look again
             return
+        await self._learn_item(need.code, item)
+
+    def _use_item(self, code: str, item_id: str, revenue: str) -> None:
+        self.items[code] = item_id
+        self.revenue[code] = revenue
+
+    async def _learn_item(self, code: str, item: ExactItem) -> None:
+        """Take the item and its revenue account (its own, else its item group's with "use item ledger accounts")."""
         gl = item.gl_revenue
         if not gl and self.settings.use_item_ledger and item.item_group:
             gl = await item_group_revenue(self.client, item.item_group)
-        self.items[need.code] = self.learned[item_key] = item.id
-        self.revenue[need.code] = self.learned[revenue_key] = gl
+        self.items[code] = self.learned[("item", code)] = item.id
+        self.revenue[code] = self.learned[("item_revenue", code)] = gl
 
 
 def _item_payload(need: ItemNeed, gl_accounts: Mapping[str, str]) -> dict[str, Any]:

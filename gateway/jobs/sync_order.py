@@ -4,21 +4,26 @@ Exactly once (docs/booking.md): the order's sync row is the lock (a claim with a
 and the record (the Exact document id/number are stored in the transaction that marks it booked, with the attempt).
 Exact has no idempotency key, so whenever an earlier attempt may have reached Exact (it sent the document, or it left
 no record because its worker died) the job first looks the order up by YourRef and adopts what it finds. The core
-never holds a database transaction while it talks to an API. How a try that books nothing ends, what every try
-records, and the retry policy live in jobs/booking_outcomes.py.
+never holds a database transaction while it talks to an API. A customer account or item the booking may create is
+found or created under a Redis lock per record (`_LinkLocks`), so concurrent orders of one new customer make one.
+How a try that books nothing ends, what every try records, and the retry policy live in jobs/booking_outcomes.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import booking
@@ -28,6 +33,7 @@ from gateway.clients.errors import AuthError, PermanentApiError, TransientApiErr
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import (
     ExactDocument,
+    LinkKey,
     create_document,
     finalize_invoice,
     find_document,
@@ -70,6 +76,11 @@ logger = logging.getLogger(__name__)
 # Longer than the worker's JOB_TIMEOUT (120 s): a claim outlives the job that holds it, so a second worker can only
 # take the order over once the first one is surely gone.
 LEASE = timedelta(minutes=3)
+# The lock around "find or create" of one account or item also outlives the job that holds it, so no second job
+# creates while the first one's POST may still be in flight; a job waits for it at most LINK_LOCK_WAIT, then retries
+# later rather than creating blindly. Held for a look-up and a create (normally well under a second).
+LINK_LOCK_SECONDS = 150.0
+LINK_LOCK_WAIT = 30.0
 
 
 class OrderReader(Protocol):
@@ -83,6 +94,7 @@ class BookingServices:
     engine: AsyncEngine
     open_exact: Callable[[Integration], Awaitable[ExactClient]]
     open_shop: Callable[[Integration], Awaitable[OrderReader]]
+    redis: Redis
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -111,7 +123,7 @@ def services_from_context(ctx: dict[str, Any]) -> BookingServices:
                 conn, settings=settings, cipher=cipher, http=http, integration_id=integration.id, redis=redis
             )
 
-    return BookingServices(engine=engine, open_exact=open_exact, open_shop=open_shop)
+    return BookingServices(engine=engine, open_exact=open_exact, open_shop=open_shop, redis=redis)
 
 
 async def book_order(
@@ -197,7 +209,8 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
     )
     async with services.engine.connect() as conn:
         known = await exact_links.get_links(conn, integration_id=integration.id, keys=link_keys(plan, settings))
-    resolution = await resolve_refs(exact, plan, settings, known)
+    gate = _LinkLocks(services.engine, services.redis, integration.id)
+    resolution = await resolve_refs(exact, plan, settings, known, gate)
     attempt.used_links, attempt.learned = resolution.used, resolution.learned
     document = build_document(plan, settings, resolution.refs)
     attempt.summary = summarize(document)
@@ -209,6 +222,56 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         raise
     attempt.document = created
     return await _complete(services, attempt, created, "booked")
+
+
+def link_lock_name(integration_id: int, kind: str, key: str) -> str:
+    """The Redis key of the lock for one link; the key (an e-mail address, a SKU) appears only as a hash."""
+    digest = hashlib.sha256(key[: exact_links.KEY_MAX].encode()).hexdigest()[:32]
+    return f"exact:create:{integration_id}:{kind}:{digest}"
+
+
+@dataclass(frozen=True)
+class _LinkLocks:
+    """exact_documents.LinkGate for the job: a Redis lock per (integration, kind, key) across workers and processes;
+    the stored links are re-read and written each in its own short database step."""
+
+    engine: AsyncEngine
+    redis: Redis
+    integration_id: int
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: LinkKey) -> AsyncIterator[None]:
+        kind = key[0]
+        lock = self.redis.lock(
+            link_lock_name(self.integration_id, *key),
+            timeout=LINK_LOCK_SECONDS,
+            sleep=0.05,
+            blocking_timeout=LINK_LOCK_WAIT,
+            thread_local=False,
+        )
+        try:
+            acquired = await lock.acquire()
+        except RedisError as e:
+            raise TransientApiError(f"the {kind} creation lock (Redis) is unavailable", vendor=EXACT) from e
+        if not acquired:
+            raise TransientApiError(f"another booking is still creating this {kind} in Exact", vendor=EXACT)
+        try:
+            yield
+        finally:
+            try:
+                await lock.release()
+            except LockError:
+                logger.warning("the %s lock of integration %s expired before release", kind, self.integration_id)
+            except RedisError:
+                pass  # Redis gone: the lock expires on its own
+
+    async def stored(self, keys: Sequence[LinkKey]) -> dict[LinkKey, str]:
+        async with self.engine.connect() as conn:
+            return await exact_links.get_links(conn, integration_id=self.integration_id, keys=keys)
+
+    async def save(self, links: Mapping[LinkKey, str]) -> None:
+        async with self.engine.begin() as conn:
+            await exact_links.save_links(conn, integration_id=self.integration_id, links=links)
 
 
 def _refused(attempt: BookingAttempt, error: PermanentApiError) -> None:
