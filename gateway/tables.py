@@ -209,7 +209,8 @@ sync_attempt = Table(
     _tenant_fk(),
     Column("order_sync_id", Id, ForeignKey("order_sync.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("job_id", String(120)),
-    Column("outcome", String(20), nullable=False),  # booked | adopted | skipped | transient | permanent | running
+    # booked | adopted | skipped | transient | deferred (waited for the rate budget) | permanent | running
+    Column("outcome", String(20), nullable=False),
     Column("document_type", String(20)),
     Column("request_summary", JSON),
     Column("response_summary", Text),

@@ -25,7 +25,14 @@ from gateway import tables
 from gateway.crypto import Cipher
 from gateway.exact_auth import store_tokens
 from gateway.exact_oauth import ExactTokens
-from gateway.jobs.sync_order import BookingServices, book_order, resume_orders, retry_delay, services_from_context
+from gateway.jobs.sync_order import (
+    MAX_TRIES,
+    BookingServices,
+    book_order,
+    resume_orders,
+    retry_delay,
+    services_from_context,
+)
 from gateway.queue import sync_job_id
 from gateway.settings import Settings
 from gateway.store import attempts as attempt_store, credentials, exact_links, notices, orders
@@ -676,3 +683,41 @@ async def test_resume_also_queues_orders_that_needed_attention_for_that_cause(
         == 1
     )
     assert (await book_order(services, sync_id)).startswith("booked: order 5007")
+
+
+async def test_a_rate_limit_defers_without_using_up_a_try(
+    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, fake_exact: FakeExact, shop: dict
+) -> None:
+    integration = await connected_integration(engine, fast_settings)
+    sync_id = await queued_order(engine, shop, integration, "domestic")
+    fake_exact.fail("Accounts", httpx.Response(429, json={"error": {"message": {"value": "Too many requests"}}}))
+    with pytest.raises(Retry):
+        await book_order(services, sync_id, job_id="job-1", job_try=MAX_TRIES + 3)
+    row = await sync_row(engine, sync_id)
+    assert row.state == "retrying"
+    [attempt] = await attempts(engine, row)
+    assert attempt.outcome == "deferred"
+
+
+async def test_only_failed_tries_count_toward_giving_up(
+    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, fake_exact: FakeExact, shop: dict
+) -> None:
+    """Three deferrals in this job, then failures: the order gives up after MAX_TRIES failures, not MAX_TRIES tries."""
+    integration = await connected_integration(engine, fast_settings)
+    sync_id = await queued_order(engine, shop, integration, "domestic")
+    async with engine.begin() as conn:
+        for job_id in ("job-1", "job-1", "job-1", "another-job"):
+            await attempt_store.record_attempt(
+                conn,
+                integration_id=integration.id,
+                order_sync_id=sync_id,
+                job_id=job_id,
+                outcome="deferred",
+                started_at=utcnow(),
+            )
+    fake_exact.fail("Accounts", httpx.Response(502))
+    with pytest.raises(Retry):
+        await book_order(services, sync_id, job_id="job-1", job_try=MAX_TRIES + 2)
+    fake_exact.fail("Accounts", httpx.Response(502))
+    result = await book_order(services, sync_id, job_id="job-1", job_try=MAX_TRIES + 3)
+    assert result.startswith(f"failed: Exact Online kept failing after {MAX_TRIES} tries")

@@ -31,6 +31,9 @@ from gateway.store.orders import OrderSync
 logger = logging.getLogger("gateway.jobs.sync_order")
 
 MAX_TRIES = 8
+# arq's cap on the runs of one job, failures and deferrals together. Past it arq drops the job and the sweep
+# (jobs/reconcile.py) enqueues the row again once its retry time has passed, so even a long wait loses nothing.
+JOB_MAX_TRIES = MAX_TRIES + 100
 BACKOFF_BASE = 10.0  # seconds; the ceiling doubles per try (10, 20, 40, ... up to BACKOFF_CAP)
 BACKOFF_CAP = 30 * 60.0
 EXACT_AUTH = "exact_auth"
@@ -38,6 +41,7 @@ SHOP_AUTH = "shop_auth"
 EXACT_REFUSED = "exact_refused"
 INVOICE_PROCESSING = "invoice_processing"
 UNAVAILABLE = "unavailable"
+DEFERRED = "deferred"  # the attempt outcome of a try that waited for the rate budget
 _jitter = random.SystemRandom()
 
 
@@ -152,6 +156,20 @@ async def auth_lost(engine: AsyncEngine, attempt: BookingAttempt, error: AuthErr
     return await give_up(engine, attempt, SHOP_AUTH, message)
 
 
+async def _deferrals_so_far(engine: AsyncEngine, attempt: BookingAttempt, job_try: int) -> int:
+    """Earlier tries of this job that were deferrals (none to count on a first try, or without a job id)."""
+    if job_try <= 1 or not attempt.job_id:
+        return 0
+    async with engine.connect() as conn:
+        return await attempts.count_job_attempts(
+            conn,
+            integration_id=attempt.integration.id,
+            order_sync_id=attempt.sync.id,
+            job_id=attempt.job_id,
+            outcome=DEFERRED,
+        )
+
+
 def retry_delay(job_try: int, error: TransientApiError, *, now: datetime) -> float:
     """Seconds until the next try: exponential back-off with full jitter, never before the vendor's reset time."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, job_try - 1))
@@ -164,12 +182,19 @@ def retry_delay(job_try: int, error: TransientApiError, *, now: datetime) -> flo
 
 
 async def retry_later(engine: AsyncEngine, attempt: BookingAttempt, error: TransientApiError, job_try: int) -> str:
-    """A transient fault: recorded, then arq.Retry after `retry_delay`; after MAX_TRIES tries the order gives up."""
+    """A transient fault: recorded, then arq.Retry after `retry_delay`; after MAX_TRIES failed tries the order gives up.
+
+    A rate limit (our governor's or Exact's 429) is a deferral, not a failure: nothing went wrong, the budget was
+    spent. It is recorded as `deferred`, does not count toward MAX_TRIES and does not lengthen the back-off, so a busy
+    administration's backlog waits its turn however long it takes instead of failing after eight deferrals.
+    """
     now = utcnow()
-    if job_try >= MAX_TRIES:
-        message = f"{error.vendor} kept failing after {job_try} tries ({error}); retry the order later"
+    deferral = isinstance(error, RateLimitedError)
+    failures = job_try - await _deferrals_so_far(engine, attempt, job_try) - (1 if deferral else 0)
+    if not deferral and failures >= MAX_TRIES:
+        message = f"{error.vendor} kept failing after {failures} tries ({error}); retry the order later"
         return await give_up(engine, attempt, UNAVAILABLE, message)
-    delay = retry_delay(job_try, error, now=now)
+    delay = retry_delay(max(1, failures), error, now=now)
     async with engine.begin() as conn:
         await record_progress(conn, attempt)
         await orders.mark_retrying(
@@ -180,6 +205,6 @@ async def retry_later(engine: AsyncEngine, attempt: BookingAttempt, error: Trans
             message=str(error),
             next_attempt_at=now + timedelta(seconds=delay),
         )
-        await record_attempt(conn, attempt, "transient", str(error))
+        await record_attempt(conn, attempt, DEFERRED if deferral else "transient", str(error))
     logger.info("order %s retried in %.0f s: %s", attempt.sync.order_number, delay, error)
     raise Retry(defer=timedelta(seconds=delay))

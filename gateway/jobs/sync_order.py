@@ -45,6 +45,7 @@ from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.jobs.booking_outcomes import (
     EXACT_REFUSED,
     INVOICE_PROCESSING,
+    JOB_MAX_TRIES,
     MAX_TRIES,
     BookingAttempt,
     auth_lost,
@@ -62,6 +63,7 @@ from gateway.store.integrations import Integration, get_integration, get_integra
 from gateway.store.orders import OrderSync
 
 __all__ = [
+    "JOB_MAX_TRIES",
     "MAX_TRIES",
     "BookingServices",
     "book_order",

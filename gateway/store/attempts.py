@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
@@ -78,3 +78,21 @@ async def list_attempts(conn: AsyncConnection, *, integration_id: int, order_syn
         )
     ).all()
     return [SyncAttempt.from_row(r) for r in rows]
+
+
+async def count_job_attempts(
+    conn: AsyncConnection, *, integration_id: int, order_sync_id: int, job_id: str, outcome: str
+) -> int:
+    """How many tries of one arq job (its retries share the job id) ended with `outcome`."""
+    c = tables.sync_attempt.c
+    query = (
+        select(func.count())
+        .select_from(tables.sync_attempt)
+        .where(
+            c.integration_id == integration_id,
+            c.order_sync_id == order_sync_id,
+            c.job_id == job_id,
+            c.outcome == outcome,
+        )
+    )
+    return int((await conn.execute(query)).scalar_one())
