@@ -46,14 +46,22 @@ async def worker_sigkill(ctx: ProofContext, profile: Profile) -> Outcome:
 
 
 async def redis_restart(ctx: ProofContext, profile: Profile) -> Outcome:
-    """Redis stops (writing its AOF) for a few seconds while notices arrive and bookings run, then comes back."""
+    """Redis stops (writing its AOF) for a few seconds while notices arrive and bookings run, then comes back.
+
+    The workers must ride it out in-process: one that exited (and was started again by `supervise`) fails it."""
+    workers = ctx.stack.live_workers
 
     async def fault(run: OrderRun) -> None:
         down = await ctx.stack.restart_redis(down_for=profile.outage_seconds / 5)
         run.ctx.notes.append(f"redis_restart: Redis was down {down:.1f} s (AOF kept)")
 
     run, struck = await in_flight(ctx, profile, "redisrestart", fault)
-    return await finish(run, struck, profile.recovery_within)
+    outcome = await finish(run, struck, profile.recovery_within)
+    for worker in workers:
+        if not worker.alive():
+            code = worker.process.returncode if worker.process else "?"
+            outcome.problems.append(f"{worker.name} exited with {code} during the Redis restart")
+    return outcome
 
 
 async def redis_flushall(ctx: ProofContext, profile: Profile) -> Outcome:

@@ -1,8 +1,9 @@
 """Every Prometheus metric of the gateway, in one place, and the exposition for `/metrics`.
 
 Counters are incremented by the modules that do the work (webhooks, poller, booking job, Exact client, token custody,
-rate governor); gauges that describe shared state (queue depth, oldest pending order) are computed at scrape time by
-the scraping process, so they are right whichever replica answers. No metric carries a per-customer label.
+rate governor, the worker's Redis restarts); gauges that describe shared state (queue depth, oldest pending order)
+are computed at scrape time by the scraping process, so they are right whichever replica answers. No metric carries
+a per-customer label.
 
 Multiprocess mode: when PROMETHEUS_MULTIPROC_DIR is set *before* the process starts (prometheus-client reads it at
 import), every process writes its values to files in that directory and a scrape aggregates all of them. The
@@ -61,6 +62,11 @@ TOKEN_RENEWALS = Counter(
     "gateway_token_renewals",
     "Exact OAuth access-token renewals, by result: ok, failed (refresh refused: the connection needs re-consent).",
     ["result"],
+    registry=REGISTRY,
+)
+REDIS_RECONNECTS = Counter(
+    "gateway_worker_redis_reconnects",
+    "Times an arq worker was started again after it could not reach Redis (every attempt during an outage counts).",
     registry=REGISTRY,
 )
 JOB_DURATION = Histogram(

@@ -1,12 +1,20 @@
-"""The arq worker: its context, start-up/shut-down, and the explicit lists of functions and cron jobs."""
+"""The arq worker: its context, start-up/shut-down, the explicit lists of functions and cron jobs, and the process
+that runs the two queues' workers and starts each again after a Redis outage."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
+import random
+import signal
 import time
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import httpx
+import redis.exceptions
 from arq.connections import ArqRedis
 from arq.cron import CronJob
 from arq.worker import Function, Worker
@@ -15,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.logs import bind, log_context
-from gateway.metrics import JOB_DURATION, job_name
+from gateway.metrics import JOB_DURATION, REDIS_RECONNECTS, job_name
 from gateway.queue import (
     QUEUE_DEFAULT,
     QUEUE_PRIORITY,
@@ -33,6 +41,13 @@ HEALTH_CHECK_INTERVAL = 30
 # On SIGTERM the worker stops picking jobs and lets a running booking finish for up to this long.
 JOB_COMPLETION_WAIT = 25
 JOB_TIMEOUT = 120
+# A worker that lost Redis is started again after 0.5 s, 1 s, 2 s, ... at most 30 s (each with jitter).
+RESTART_DELAY_MIN = 0.5
+RESTART_DELAY_MAX = 30.0
+# What an unreachable Redis raises (connection refused or reset, timeouts, Redis still loading its AOF) ...
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# ... except a refused password or ACL: configuration, not an outage.
+REDIS_REFUSED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 
 
 class WorkerContext(TypedDict, total=False):
@@ -49,9 +64,12 @@ class WorkerContext(TypedDict, total=False):
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    """Open what ctx does not hold yet (the engine, cipher and HTTP client); idempotent."""
     settings: Settings = ctx["settings"]
-    ctx.setdefault("engine", create_engine(settings.database_url))
-    ctx.setdefault("cipher", Cipher(settings.encryption_keys))
+    if "engine" not in ctx:
+        ctx["engine"] = create_engine(settings.database_url)
+    if "cipher" not in ctx:
+        ctx["cipher"] = Cipher(settings.encryption_keys)
     if "http" not in ctx:
         from gateway.app import http_client
 
@@ -124,18 +142,25 @@ def create_worker(
     ctx: dict[str, Any] | None = None,
     with_cron: bool = True,
     handle_signals: bool = True,
+    supervised: bool = False,
 ) -> Worker:
-    """Build the worker; tests pass `redis_pool`, `burst=True` and resources in `ctx`."""
+    """Build the worker; tests pass `redis_pool`, `burst=True` and resources in `ctx`.
+
+    `supervised` (run_workers): the caller owns the resources in ctx and retries a lost Redis itself, so the worker
+    neither closes them on shutdown nor retries its first connection (arq would log and sleep 5 times)."""
+    connection = None if redis_pool else redis_settings(settings.redis_url)
+    if connection is not None and supervised:
+        connection = dataclasses.replace(connection, conn_retries=0)
     return Worker(
         functions=functions(),
         cron_jobs=cron_jobs(settings) if with_cron else [],
         queue_name=queue_name,
-        redis_settings=None if redis_pool else redis_settings(settings.redis_url),
+        redis_settings=connection,
         redis_pool=redis_pool,
         burst=burst,
         poll_delay=0.05 if burst else 0.5,
         on_startup=startup,
-        on_shutdown=shutdown,
+        on_shutdown=None if supervised else shutdown,
         on_job_start=on_job_start,
         on_job_end=on_job_end,
         handle_signals=handle_signals,
@@ -155,31 +180,158 @@ async def create_pool(settings: Settings) -> ArqRedis:
     return await create_arq_pool(settings.redis_url)
 
 
+def restart_delay(attempt: int) -> float:
+    """Capped exponential back-off with jitter: 0.5 s, 1 s, 2 s, ... 30 s, each cut by up to half at random."""
+    base = RESTART_DELAY_MIN * 2 ** min(attempt, 16)  # the exponent is capped too: a long outage counts on
+    return min(RESTART_DELAY_MAX, base) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+class QueueRunner:
+    """The arq worker of one queue, started again after each Redis outage until the process is told to stop.
+
+    Every start is a fresh arq `Worker`: one whose main loop failed in the middle of taking a job keeps that job slot
+    for good (arq's `start_jobs` counts it before talking to Redis), and a fresh one writes its health-check key at
+    once. The engine, cipher and HTTP client in ctx belong to the runner: opened once, shared by its successive
+    workers, closed once at the end. A worker that lost Redis while jobs ran is kept until they finish (they use its
+    Redis pool) and counted in the SIGTERM wait like the current one.
+    """
+
+    def __init__(self, settings: Settings, *, queue_name: str, with_cron: bool, burst: bool = False) -> None:
+        self.settings = settings
+        self.queue_name = queue_name
+        self.with_cron = with_cron
+        self.burst = burst
+        self.ctx: dict[str, Any] = {"settings": settings}
+        self.workers: list[Worker] = []  # the current one last
+        self.stopping = False
+        self._wake = asyncio.Event()
+
+    def stop(self, signum: signal.Signals) -> None:
+        """Stop taking jobs, let running ones finish (up to JOB_COMPLETION_WAIT), cut a back-off wait short."""
+        self.stopping = True
+        self._wake.set()
+        for worker in self.workers:
+            worker.handle_sig_wait_for_completion(signum)
+
+    async def run(self, *, on_failure: Callable[[], object] | None = None) -> None:
+        """Run until stopped (or, in burst mode, until the queue is empty). A failure that is not a Redis outage is
+        raised, after `on_failure` (run_workers stops the other queue's runner with it) and the usual closing."""
+        await startup(self.ctx)
+        try:
+            await self._run()
+        except Exception:
+            if on_failure is not None:
+                on_failure()
+            raise
+        finally:
+            await self._close_workers()
+            await shutdown(self.ctx)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self.stopping:
+            await self._close_idle_retired()
+            worker = create_worker(
+                self.settings,
+                queue_name=self.queue_name,
+                burst=self.burst,
+                ctx=self.ctx,
+                with_cron=self.with_cron,
+                handle_signals=False,
+                supervised=True,
+            )
+            self.workers.append(worker)
+            started = time.monotonic()
+            try:
+                await worker.async_run()
+                return  # burst: the queue is empty
+            except asyncio.CancelledError:
+                if self.stopping:  # the signal's wait is over and arq cancelled the main task
+                    return
+                raise
+            except REDIS_REFUSED:
+                raise
+            except REDIS_DOWN as exc:
+                if self.stopping:
+                    return
+                if time.monotonic() - started > RESTART_DELAY_MAX:
+                    attempt = 0  # it had been running: this is a new outage
+                delay = restart_delay(attempt)
+                attempt += 1
+                # The exception text names host:port only; the URL (which may hold a password) is never logged.
+                logger.warning(
+                    "worker %s cannot reach Redis (%s: %s); starting it again in %.1f s",
+                    self.queue_name,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                if not self.stopping:
+                    REDIS_RECONNECTS.inc()
+
+    async def _close_idle_retired(self) -> None:
+        """Release the Redis pool of every earlier worker whose jobs are all done."""
+        for worker in self.workers[:]:
+            if not any(not t.done() for t in worker.tasks.values()):
+                self.workers.remove(worker)
+                await _close(worker, health_key=False)
+
+    async def _close_workers(self) -> None:
+        """Let jobs still running finish (up to JOB_COMPLETION_WAIT), cancel the rest, release every Redis pool."""
+        running = [t for w in self.workers for t in w.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=JOB_COMPLETION_WAIT)
+        for task in running:
+            task.cancel()
+        for worker in self.workers:
+            await _close(worker, health_key=worker is self.workers[-1])
+        self.workers.clear()
+
+
+async def _close(worker: Worker, *, health_key: bool) -> None:
+    """`Worker.close` without the on_shutdown hook (the runner owns ctx) and without failing when Redis is gone."""
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    pool: ArqRedis | None = worker.pool
+    if pool is None:  # it never connected
+        return
+    try:
+        if health_key:
+            await pool.delete(worker.health_check_key)
+    except REDIS_DOWN:
+        pass
+    finally:
+        await pool.aclose(close_connection_pool=True)
+
+
 async def run_workers(settings: Settings, *, burst: bool = False) -> None:
     """Run the priority-queue worker and the default-queue worker in this process until SIGTERM/SIGINT.
 
     On a signal both stop taking jobs and let running ones finish (up to JOB_COMPLETION_WAIT seconds) before exiting.
+    A worker that loses Redis is started again after a back-off (QueueRunner); any other failure of one stops the
+    other the same graceful way and is raised.
     """
-    import asyncio
-    import signal
-
-    shared: dict[str, Any] = {}
-    workers = [
-        create_worker(
-            settings, queue_name=QUEUE_PRIORITY, burst=burst, ctx=shared, with_cron=False, handle_signals=False
-        ),
-        create_worker(settings, queue_name=QUEUE_DEFAULT, burst=burst, ctx=shared, handle_signals=False),
+    runners = [
+        QueueRunner(settings, queue_name=QUEUE_PRIORITY, with_cron=False, burst=burst),
+        QueueRunner(settings, queue_name=QUEUE_DEFAULT, with_cron=True, burst=burst),
     ]
+
+    def stop(signum: signal.Signals) -> None:
+        for runner in runners:
+            runner.stop(signum)
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: [w.handle_sig_wait_for_completion(s) for w in workers])
+        loop.add_signal_handler(sig, stop, sig)
     try:
-        # Each worker ends on its own: one without running jobs stops at once (arq cancels its main task), the other
-        # waits for its jobs. A plain gather would let the first cancellation cut the second one's wait short.
-        outcomes = await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
+        # Each runner ends on its own: one without running jobs stops at once, the other waits for its jobs.
+        outcomes = await asyncio.gather(
+            *(r.run(on_failure=lambda: stop(signal.SIGTERM)) for r in runners), return_exceptions=True
+        )
     finally:
-        for w in workers:
-            await w.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome
