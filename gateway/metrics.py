@@ -13,9 +13,9 @@ directory must be emptied when the whole service (re)starts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -41,8 +41,8 @@ POLL_RUNS = Counter(
 BOOKINGS = Counter(
     "gateway_bookings",
     "Booking attempts, by result (booked; adopted = found in Exact by its reference after an ambiguous attempt; "
-    "transient = retried later; permanent = failed or needs attention) and document type (sales_entry, "
-    "sales_invoice, sales_order, direct_sales_invoice).",
+    "transient = retried later; deferred = waited for the rate budget; permanent = failed or needs attention) "
+    "and document type (sales_entry, sales_invoice, sales_order, direct_sales_invoice).",
     ["result", "document_type"],
     registry=REGISTRY,
 )
@@ -96,6 +96,20 @@ def scrape_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)
     return registry
+
+
+def serve_worker_metrics(host: str, port: int) -> Callable[[], None]:
+    """Serve this process's counters (all processes' in multiprocess mode) at http://host:port/metrics from a daemon
+    thread, for a worker with no web process beside it; returns the function that stops it. The port is the
+    protection: expose it to the scraper's network only (no bearer token on this listener)."""
+    server, thread = start_http_server(port, addr=host, registry=scrape_registry())
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def render(*, queue_depth: Mapping[str, int], oldest_pending_age_seconds: float | None) -> bytes:

@@ -63,6 +63,8 @@ class Settings:
     basic_poll_interval_seconds: int = 7200
     job_keep_result_seconds: int = 0
     metrics_token: Secret = Secret("")
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "0.0.0.0"  # noqa: S104 - a port of its own, inside the container or pod network
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_user: str = ""
@@ -97,7 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, var_dir: Path | N
     if env not in ENVIRONMENTS:
         raise SettingsError(f"GATEWAY_ENV must be one of {', '.join(ENVIRONMENTS)} (got {env!r})")
 
-    def integer(name: str, default: int, minimum: int = 0) -> int:
+    def integer(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         raw = config(name, default=str(default))
         try:
             value = int(raw)
@@ -106,6 +108,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, var_dir: Path | N
             return default
         if value < minimum:
             errors.append(f"{name} must be >= {minimum} (got {value})")
+        if maximum is not None and value > maximum:
+            errors.append(f"{name} must be <= {maximum} (got {value})")
         return value
 
     def flag(name: str, default: bool) -> bool:
@@ -165,6 +169,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, var_dir: Path | N
         poll_interval_seconds=integer("POLL_INTERVAL_SECONDS", 60, 1),
         basic_poll_interval_seconds=integer("BASIC_POLL_INTERVAL_SECONDS", 7200, 1),
         metrics_token=config("METRICS_TOKEN", cast=Secret, default=""),
+        worker_metrics_port=integer("WORKER_METRICS_PORT", 0, 0, 65535),
+        worker_metrics_host=config("WORKER_METRICS_HOST", default="0.0.0.0"),  # noqa: S104
         smtp_host=config("SMTP_HOST", default=""),
         smtp_port=integer("SMTP_PORT", 587, 1),
         smtp_user=config("SMTP_USER", default=""),

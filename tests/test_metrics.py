@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +28,7 @@ from gateway import metrics, tables
 from gateway.app import create_app
 from gateway.clients.errors import ApiError, RateLimitedError
 from gateway.clients.exact import ExactClient
+from gateway.local_redis import free_port
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, create_arq_pool, enqueue_sync
 from gateway.ratelimit import RateGovernor
 from gateway.settings import Settings
@@ -33,7 +36,7 @@ from gateway.store import notices
 from gateway.store.integrations import utcnow
 from tests.conftest import run_in_thread
 from tests.factories import create_active_integration
-from tests.test_lifecycle import ROOT, Sandboxes, queue_orders, serve_sandboxes, worker_env
+from tests.test_lifecycle import ROOT, Sandboxes, gateway_process, queue_orders, serve_sandboxes, worker_env
 from tests.test_log_redaction_flow import FlowSandboxes, run_full_flow, serve_flow_sandboxes
 
 METRICS_TOKEN = "metrics-token-0123456789"
@@ -281,3 +284,36 @@ async def test_a_worker_process_counts_into_the_shared_directory_the_web_scrape_
     assert values[("gateway_bookings_total", (("document_type", "sales_entry"), ("result", "booked")))] == len(sync_ids)
     assert values[("gateway_job_duration_seconds_count", (("job", "sync_order"),))] == len(sync_ids)
     assert values[("gateway_exact_calls_total", (("status_class", "2xx"),))] >= 2 * len(sync_ids)
+
+
+async def test_a_worker_alone_serves_its_counters_on_its_own_port(
+    engine: AsyncEngine, redis: ArqRedis, sandboxes: Sandboxes
+) -> None:
+    """A worker on a host of its own (no shared directory, no web process): WORKER_METRICS_PORT."""
+    _, sync_ids = await queue_orders(engine, redis, sandboxes, 2, duplicates=False)
+    port = free_port()
+    env = {**worker_env(sandboxes), "WORKER_METRICS_PORT": str(port), "WORKER_METRICS_HOST": "127.0.0.1"}
+    env.pop(metrics.MULTIPROC_ENV, None)
+    worker = gateway_process(env, "worker")
+    booked = ("gateway_bookings_total", (("document_type", "sales_entry"), ("result", "booked")))
+    try:
+        values: dict[Any, float] = {}
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                assert worker.poll() is None, "the worker exited"
+                with contextlib.suppress(httpx.TransportError):
+                    values = samples((await http.get(f"http://127.0.0.1:{port}/metrics")).text)
+                if values.get(booked) == len(sync_ids):
+                    break
+                await asyncio.sleep(0.1)
+        assert values.get(booked) == len(sync_ids), values
+        worker.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(worker.communicate, timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, err.decode()
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/metrics")

@@ -60,6 +60,7 @@ def test_production_refuses_generated_dev_secrets(tmp_path: Path) -> None:
         pytest.param({"ENCRYPTION_KEYS": "not-a-key"}, "ENCRYPTION_KEYS", id="bad-fernet-key"),
         pytest.param({"DATABASE_URL": "mysql://x"}, "DATABASE_URL", id="unsupported-database"),
         pytest.param({"PORT": "eighty"}, "PORT", id="non-integer-port"),
+        pytest.param({"WORKER_METRICS_PORT": "70000"}, "WORKER_METRICS_PORT", id="port-out-of-range"),
         pytest.param({"SANDBOX": "true"}, "SANDBOX", id="sandbox-in-production"),
         pytest.param({"LOG_FORMAT": "xml"}, "LOG_FORMAT", id="bad-log-format"),
     ],

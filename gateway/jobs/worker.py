@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.logs import bind, log_context
-from gateway.metrics import JOB_DURATION, REDIS_RECONNECTS, job_name
+from gateway.metrics import JOB_DURATION, REDIS_RECONNECTS, job_name, serve_worker_metrics
 from gateway.queue import (
     QUEUE_DEFAULT,
     QUEUE_PRIORITY,
@@ -107,10 +107,10 @@ def functions() -> list[Function | Any]:
     from arq.worker import func
 
     from gateway.jobs.initial_export import RUN_INITIAL_EXPORT, run_initial_export
-    from gateway.jobs.sync_order import MAX_TRIES, sync_order
+    from gateway.jobs.sync_order import JOB_MAX_TRIES, sync_order
 
     return [
-        func(sync_order, name=SYNC_ORDER, max_tries=MAX_TRIES),
+        func(sync_order, name=SYNC_ORDER, max_tries=JOB_MAX_TRIES),
         func(run_initial_export, name=RUN_INITIAL_EXPORT, max_tries=10),
     ]
 
@@ -324,6 +324,10 @@ async def run_workers(settings: Settings, *, burst: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
+    stop_metrics = None
+    if settings.worker_metrics_port:
+        stop_metrics = serve_worker_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
+        logger.info("worker metrics on port %s", settings.worker_metrics_port)
     try:
         # Each runner ends on its own: one without running jobs stops at once, the other waits for its jobs.
         outcomes = await asyncio.gather(
@@ -332,6 +336,8 @@ async def run_workers(settings: Settings, *, burst: bool = False) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if stop_metrics is not None:
+            stop_metrics()
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome
