@@ -37,6 +37,8 @@ from gateway.store.integrations import IntegrationSettings
 
 PROCESSED = 50  # SalesInvoices.Status: 10 draft, 20 open, 50 processed (booked; numbered; maybe sent)
 _GUID_LENGTH = 36
+# Ids per `or` chain: Exact refuses URLs over 6,000 characters after encoding; 25 ids take about 2,000.
+MAX_IDS_PER_LOOK_UP = 25
 
 LinkKey = tuple[str, str]  # (kind, key): ("account", e-mail), ("item", code), ("gl_account", code), ...
 
@@ -126,6 +128,27 @@ async def finalize_invoice(client: ExactClient, payload: Mapping[str, Any]) -> E
         email_error=str(data.get("EmailCreationError") or "").strip(),
         email_sent=bool(str(data.get("EmailCreationSuccess") or "").strip()),
     )
+
+
+async def find_invoice_numbers(client: ExactClient, invoice_ids: Sequence[str]) -> dict[str, str]:
+    """The numbers of processed sales invoices (Status 50) among `invoice_ids`, in one GET, by lower-case id.
+
+    Drafts, open invoices and ids Exact does not know are left out; so is anything that is not an Exact id.
+    """
+    ids = list(dict.fromkeys(i.strip().lower() for i in invoice_ids if _is_guid(i)))
+    if len(ids) > MAX_IDS_PER_LOOK_UP:
+        raise ValueError(f"at most {MAX_IDS_PER_LOOK_UP} invoices per look-up (Exact's URL limit)")
+    if not ids:
+        return {}
+    endpoint = _ENDPOINTS[SALES_INVOICE]
+    rows = await client.get_all(
+        endpoint.path,
+        select=(endpoint.id_field, endpoint.number_field, "Status"),
+        filter=" or ".join(f"{endpoint.id_field} eq guid'{i}'" for i in ids),
+        top=len(ids),
+    )
+    documents = [ExactDocument.from_api(SALES_INVOICE, row) for row in rows]
+    return {d.id.lower(): d.number for d in documents if d.is_processed and d.number}
 
 
 async def create_account(client: ExactClient, payload: Mapping[str, Any]) -> ExactAccount:

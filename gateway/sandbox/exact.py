@@ -1,10 +1,11 @@
 """The sandbox Exact Online: a Starlette app that answers like the real REST API for everything the gateway uses.
 
 OAuth (authorize page, token endpoint with Exact's renewal rules), `current/Me`, and per division the master data
-and booking endpoints with OData envelopes, paging, mandatory filtering, validation of POST bodies, the minutely and
-daily limits with Exact's headers and 429s. It keeps what was booked in memory: `GET /_sandbox/state` shows it.
-`POST /_sandbox/faults` (only when built with faults_enabled) switches on latency, 5xx answers, hangs, 429 storms
-and "fail after storing" (the document is stored, then the answer is a 500 or a hang).
+and booking endpoints with OData envelopes, paging, mandatory filtering, validation of POST bodies, Exact's URL length
+limit, the minutely and daily limits with Exact's headers and 429s. Sales invoices get their number when processed.
+It keeps what was booked in memory: `GET /_sandbox/state` shows it. `POST /_sandbox/faults` (only when built with
+faults_enabled) switches on latency, 5xx answers, hangs, 429 storms and "fail after storing" (the document is stored,
+then the answer is a 500 or a hang).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ READ_ONLY_FIELDS = frozenset(
 SANDBOX_CLIENT_ID = "sandbox-gateway"  # what the demo registers when EXACT_CLIENT_ID is unset
 BOOKED = ("SalesEntries", "SalesInvoices", "PrintedSalesInvoices", "SalesOrders")
 MAX_BODY = 10 * 1024 * 1024  # Exact's POST size limit
+MAX_URL = 6000  # Exact's URL limit, counted after URL encoding; the status of its refusal is not documented
 
 
 @dataclass
@@ -288,12 +290,18 @@ async def division_api(request: Request) -> Response:
     if division not in sandbox.divisions:
         return error_response("Forbidden - WrongDivision", 403)
     # Faults first: an injected 429 or 5xx is not counted against the budget, as Exact does not count 429s.
-    response = await sandbox.fault_before(division) or sandbox.take_call(division)
+    response = _url_too_long(request) or await sandbox.fault_before(division) or sandbox.take_call(division)
     if response is None:
         response = await _dispatch(sandbox, request, division, path)
         response.headers.update(sandbox.rate_headers(division))
     sandbox.calls.append(CallRecord(arrived, division, request.method, path, response.status_code))
     return response
+
+
+def _url_too_long(request: Request) -> Response | None:
+    if len(str(request.url)) <= MAX_URL:
+        return None
+    return error_response(f"The request URL is longer than {MAX_URL} characters.", 414)
 
 
 async def state(request: Request) -> Response:

@@ -383,3 +383,53 @@ async def mark_enqueued(conn: AsyncConnection, *, integration_id: int, order_syn
         .where(tables.order_sync.c.id == order_sync_id, tables.order_sync.c.integration_id == integration_id)
         .values(enqueued_at=utcnow())
     )
+
+
+async def list_unnumbered_documents(
+    conn: AsyncConnection,
+    *,
+    integration_id: int,
+    document_types: tuple[str, ...],
+    booked_since: datetime,
+    include_initial_export: bool = True,
+    limit: int = 100,
+) -> list[OrderSync]:
+    """Booked documents of these types that Exact has not given a number yet (as far as the row knows), newest
+    first: a sales invoice is numbered when it is processed, and Exact's answer to that does not say the number."""
+    c = tables.order_sync.c
+    conditions = [
+        c.integration_id == integration_id,
+        c.state == "booked",
+        c.document_type.in_(document_types),
+        c.exact_document_id.is_not(None),
+        or_(c.exact_document_number.is_(None), c.exact_document_number == ""),
+        c.booked_at >= booked_since,
+    ]
+    if not include_initial_export:
+        conditions.append(c.initial_export.is_(False))
+    rows = (
+        await conn.execute(
+            select(tables.order_sync).where(*conditions).order_by(c.booked_at.desc(), c.id.desc()).limit(limit)
+        )
+    ).all()
+    return [OrderSync.from_row(r) for r in rows]
+
+
+async def set_document_number(
+    conn: AsyncConnection, *, integration_id: int, order_sync_id: int, exact_document_id: str, number: str
+) -> bool:
+    """Store the number Exact gave a booked document later; only while the row still points at that document and
+    has no number. Returns whether the row changed."""
+    c = tables.order_sync.c
+    result = await conn.execute(
+        update(tables.order_sync)
+        .where(
+            c.id == order_sync_id,
+            c.integration_id == integration_id,
+            c.state == "booked",
+            c.exact_document_id == exact_document_id,
+            or_(c.exact_document_number.is_(None), c.exact_document_number == ""),
+        )
+        .values(exact_document_number=number)
+    )
+    return bool(result.rowcount)
