@@ -318,3 +318,19 @@ async def test_only_processed_invoices_give_their_number_from_one_filtered_get(
     assert call.request.url.params["$filter"] == " or ".join(
         f"InvoiceID eq guid'{i}'" for i in (draft, processed, unnumbered)
     )
+
+
+async def test_the_worker_reads_numbers_back_every_five_minutes(
+    engine: AsyncEngine, redis: ArqRedis, settings: Settings
+) -> None:
+    from gateway.jobs.invoice_numbers import backfill_invoice_numbers
+    from gateway.jobs.worker import cron_jobs
+
+    job = next(c for c in cron_jobs(settings) if c.name == "backfill_invoice_numbers")
+    assert job.minute == set(range(2, 60, 5))
+    async with engine.begin() as conn:
+        await create_active_integration(conn)
+    async with httpx.AsyncClient() as http:
+        ctx = {"engine": engine, "redis": redis, "settings": settings, "cipher": Cipher(settings.encryption_keys)}
+        summary = await backfill_invoice_numbers({**ctx, "http": http})
+    assert summary == "numbered 0 invoice(s) in 0 look-up(s); 0 integration(s) skipped this round"

@@ -119,6 +119,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     from arq.cron import cron
 
     from gateway.exact_auth import refresh_idle_exact_tokens
+    from gateway.jobs.invoice_numbers import backfill_invoice_numbers
     from gateway.jobs.poll import poll_shops
     from gateway.jobs.reconcile import reconcile_orders
     from gateway.notifications import notify_owners
@@ -128,6 +129,15 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         cron(poll_shops, name="poll_shops", second={0}, timeout=240, run_at_startup=True),
         cron(reconcile_orders, name="reconcile_orders", second={30}, timeout=120, run_at_startup=True),
         cron(notify_owners, name="notify_owners", minute=set(range(0, 60, 5)), run_at_startup=False),
+        # Processed invoices' numbers, read back in batches while the budget has room (docs/booking.md).
+        cron(
+            backfill_invoice_numbers,
+            name="backfill_invoice_numbers",
+            minute=set(range(2, 60, 5)),
+            second={15},
+            timeout=240,
+            run_at_startup=False,
+        ),
         # Exact refresh tokens die after 30 idle days: renew quiet connections daily (docs/exact.md).
         cron(refresh_idle_exact_tokens, name="refresh_idle_exact_tokens", hour={3}, minute={17}, run_at_startup=False),
     ]
