@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import inspect
 import json
 import os
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import respx
 from arq.connections import ArqRedis
@@ -227,6 +229,19 @@ def client(app: Any, clean_state: Settings) -> Iterator[TestClient]:
     """The app with its lifespan running (its own loop, engine and Redis pool)."""
     with TestClient(app, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client for the code under test (respx intercepts it where a test mocks a vendor)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def fast_settings(settings: Settings) -> Settings:
+    """No rate governor waits: the Exact limits are far away."""
+    return dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ not wait for each other would both miss and both create."""
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -44,17 +43,6 @@ class SlowLookups(FakeExact):
         if entity in ("Accounts", "Items"):
             await asyncio.sleep(LOOKUP_DELAY)
         return response
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-def fast_settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
 
 
 @pytest.fixture

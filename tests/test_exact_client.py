@@ -29,12 +29,6 @@ pytestmark = pytest.mark.anyio  # parametrized async tests need the marker at co
 
 
 @pytest.fixture
-async def http() -> httpx.AsyncClient:
-    async with httpx.AsyncClient(timeout=5) as client:
-        yield client
-
-
-@pytest.fixture
 def client(http: httpx.AsyncClient, settings: Settings) -> ExactClient:
     return ExactClient(http, host=settings.exact_hosts["nl"], division=DIVISION)
 

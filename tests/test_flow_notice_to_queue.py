@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import httpx
 import pytest
 import uvicorn
 from arq.connections import ArqRedis
@@ -70,12 +69,6 @@ def live(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> Iterator[L
         for server, thread in ((gateway_server, gateway_thread), (sandbox_server, sandbox_thread)):
             server.should_exit = True
             thread.join(timeout=10)
-
-
-@pytest.fixture
-async def http():
-    async with httpx.AsyncClient(timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

@@ -32,12 +32,6 @@ SHOP_TOKEN = "shop-token-s3cr3t-0042"
 
 
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
 def client(settings: Settings, http: httpx.AsyncClient) -> MijnwebwinkelClient:
     return MijnwebwinkelClient(
         http, base_url=settings.mww_base_url, partner_token=TEST_PARTNER_TOKEN, shop_token=SHOP_TOKEN

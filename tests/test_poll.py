@@ -31,12 +31,6 @@ def _no_retry_pauses(monkeypatch) -> None:
 
 
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
 def ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, http) -> dict:
     return {
         "settings": settings,

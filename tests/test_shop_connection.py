@@ -23,12 +23,6 @@ TOKEN = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
 
 
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
 def cipher(settings: Settings) -> Cipher:
     return Cipher(settings.encryption_keys)
 

@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -159,18 +158,6 @@ class FakeExact:
             stored.update(Status=20, InvoiceNumber=None)
         self.rows[entity].append(stored)
         return stored
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-def fast_settings(settings: Settings) -> Settings:
-    """No rate governor waits in these tests: the limits are far away."""
-    return dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
 
 
 @pytest.fixture
