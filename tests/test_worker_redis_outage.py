@@ -225,3 +225,21 @@ def test_the_back_off_doubles_from_half_a_second_up_to_30_s_even_after_a_very_lo
         assert low <= min(delays), (attempt, min(delays))
         assert max(delays) <= high, (attempt, max(delays))
         assert max(delays) - min(delays) > (high - low) / 4  # jittered, so workers do not reconnect in lockstep
+
+
+async def test_both_queues_share_one_engine_and_http_client(
+    settings: Settings, redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One set of resources per worker process, opened once and closed once, whatever the number of queues."""
+    from gateway.jobs import worker as worker_module
+
+    opened: list[AsyncEngine] = []
+    real_create_engine = worker_module.create_engine
+
+    def counting_create_engine(url: str) -> AsyncEngine:
+        opened.append(real_create_engine(url))
+        return opened[-1]
+
+    monkeypatch.setattr(worker_module, "create_engine", counting_create_engine)
+    await worker_module.run_workers(settings, burst=True)
+    assert len(opened) == 1

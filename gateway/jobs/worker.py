@@ -201,17 +201,19 @@ class QueueRunner:
 
     Every start is a fresh arq `Worker`: one whose main loop failed in the middle of taking a job keeps that job slot
     for good (arq's `start_jobs` counts it before talking to Redis), and a fresh one writes its health-check key at
-    once. The engine, cipher and HTTP client in ctx belong to the runner: opened once, shared by its successive
-    workers, closed once at the end. A worker that lost Redis while jobs ran is kept until they finish (they use its
-    Redis pool) and counted in the SIGTERM wait like the current one.
+    once. The engine, cipher and HTTP client in `resources` are opened and closed by the caller (run_workers), once
+    for both queues' runners and all their workers. A worker that lost Redis while jobs ran is kept until they finish
+    (they use its Redis pool) and counted in the SIGTERM wait like the current one.
     """
 
-    def __init__(self, settings: Settings, *, queue_name: str, with_cron: bool, burst: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, resources: dict[str, Any], *, queue_name: str, with_cron: bool, burst: bool = False
+    ) -> None:
         self.settings = settings
         self.queue_name = queue_name
         self.with_cron = with_cron
         self.burst = burst
-        self.ctx: dict[str, Any] = {"settings": settings}
+        self.ctx = resources
         self.workers: list[Worker] = []  # the current one last
         self.stopping = False
         self._wake = asyncio.Event()
@@ -226,7 +228,6 @@ class QueueRunner:
     async def run(self, *, on_failure: Callable[[], object] | None = None) -> None:
         """Run until stopped (or, in burst mode, until the queue is empty). A failure that is not a Redis outage is
         raised, after `on_failure` (run_workers stops the other queue's runner with it) and the usual closing."""
-        await startup(self.ctx)
         try:
             await self._run()
         except Exception:
@@ -235,7 +236,6 @@ class QueueRunner:
             raise
         finally:
             await self._close_workers()
-            await shutdown(self.ctx)
 
     async def _run(self) -> None:
         attempt = 0
@@ -322,9 +322,11 @@ async def run_workers(settings: Settings, *, burst: bool = False) -> None:
     A worker that loses Redis is started again after a back-off (QueueRunner); any other failure of one stops the
     other the same graceful way and is raised.
     """
+    resources: dict[str, Any] = {"settings": settings}
+    await startup(resources)  # one engine, cipher and HTTP client for both queues
     runners = [
-        QueueRunner(settings, queue_name=QUEUE_PRIORITY, with_cron=False, burst=burst),
-        QueueRunner(settings, queue_name=QUEUE_DEFAULT, with_cron=True, burst=burst),
+        QueueRunner(settings, resources, queue_name=QUEUE_PRIORITY, with_cron=False, burst=burst),
+        QueueRunner(settings, resources, queue_name=QUEUE_DEFAULT, with_cron=True, burst=burst),
     ]
 
     def stop(signum: signal.Signals) -> None:
@@ -348,6 +350,7 @@ async def run_workers(settings: Settings, *, burst: bool = False) -> None:
             loop.remove_signal_handler(sig)
         if stop_metrics is not None:
             stop_metrics()
+        await shutdown(resources)
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             raise outcome
