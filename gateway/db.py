@@ -11,8 +11,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine for sqlite+aiosqlite or postgresql+asyncpg URLs."""
+def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """Create the async engine for sqlite+aiosqlite or postgresql+asyncpg URLs; `pool_size` PostgreSQL connections
+    stay open (as many again may be opened for bursts)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -25,7 +26,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # "Serializable isolation / Savepoints / Transactional DDL" for pysqlite).
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -247,6 +247,9 @@ async def exact_client_for(
     )
     if not integration.exact_division:
         raise AuthError(f"{VENDOR} is connected but no administration is chosen", vendor=VENDOR)
+    # Read (or renew) the token now, not inside the first request: between the governor's slot and the request's
+    # arrival at Exact there must be no database wait, or a call granted at :59 could land in Exact's next minute.
+    await auth.access_tokens()
     return ExactClient(
         http,
         host=auth.host,

@@ -202,9 +202,8 @@ async def test_a_reused_refresh_token_needs_reconnect_and_stops_further_calls(
     # Someone else (a stale copy of the tokens) renews first: our stored refresh token is now dead.
     status, _ = sandbox_app.state.sandbox.tokens.refresh({"refresh_token": tokens.refresh_token})
     assert status == 200
-    client = await client_for(engine, settings, cipher, http, redis, integration.id)
-    with pytest.raises(AuthError, match="Old refresh token used"):
-        await client.me()
+    with pytest.raises(AuthError, match="Old refresh token used"):  # the token is read when the client is made
+        await client_for(engine, settings, cipher, http, redis, integration.id)
     async with engine.connect() as conn:
         after = await get_integration_or_raise(conn, integration_id=integration.id)
     assert after.exact_connection == "reconnect_needed"

@@ -41,6 +41,7 @@ HEALTH_CHECK_INTERVAL = 30
 # On SIGTERM the worker stops picking jobs and lets a running booking finish for up to this long.
 JOB_COMPLETION_WAIT = 25
 JOB_TIMEOUT = 120
+MAX_JOBS = 10  # jobs one queue's worker runs at once (arq's default, stated)
 # A worker that lost Redis is started again after 0.5 s, 1 s, 2 s, ... at most 30 s (each with jitter).
 RESTART_DELAY_MIN = 0.5
 RESTART_DELAY_MAX = 30.0
@@ -67,7 +68,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     """Open what ctx does not hold yet (the engine, cipher and HTTP client); idempotent."""
     settings: Settings = ctx["settings"]
     if "engine" not in ctx:
-        ctx["engine"] = create_engine(settings.database_url)
+        # Both queues' jobs share it: a connection for each job that may run at once (MAX_JOBS per queue).
+        ctx["engine"] = create_engine(settings.database_url, pool_size=2 * MAX_JOBS)
     if "cipher" not in ctx:
         ctx["cipher"] = Cipher(settings.encryption_keys)
     if "http" not in ctx:
@@ -176,6 +178,7 @@ def create_worker(
         handle_signals=handle_signals,
         job_completion_wait=JOB_COMPLETION_WAIT,
         job_timeout=JOB_TIMEOUT,
+        max_jobs=MAX_JOBS,
         keep_result=settings.job_keep_result_seconds,
         max_tries=10,
         health_check_interval=HEALTH_CHECK_INTERVAL,
