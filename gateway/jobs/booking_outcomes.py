@@ -185,16 +185,18 @@ async def retry_later(engine: AsyncEngine, attempt: BookingAttempt, error: Trans
     """A transient fault: recorded, then arq.Retry after `retry_delay`; after MAX_TRIES failed tries the order gives up.
 
     A rate limit (our governor's or Exact's 429) is a deferral, not a failure: nothing went wrong, the budget was
-    spent. It is recorded as `deferred`, does not count toward MAX_TRIES and does not lengthen the back-off, so a busy
-    administration's backlog waits its turn however long it takes instead of failing after eight deferrals.
+    spent. It is recorded as `deferred` and does not count toward MAX_TRIES, so a busy administration's backlog waits
+    its turn however long it takes instead of failing after eight deferrals. The back-off still grows with every try:
+    deferred jobs that all came back at the reset would crowd the budget and hold worker slots waiting for it.
     """
     now = utcnow()
     deferral = isinstance(error, RateLimitedError)
-    failures = job_try - await _deferrals_so_far(engine, attempt, job_try) - (1 if deferral else 0)
-    if not deferral and failures >= MAX_TRIES:
-        message = f"{error.vendor} kept failing after {failures} tries ({error}); retry the order later"
-        return await give_up(engine, attempt, UNAVAILABLE, message)
-    delay = retry_delay(max(1, failures), error, now=now)
+    if not deferral:
+        failures = job_try - await _deferrals_so_far(engine, attempt, job_try)
+        if failures >= MAX_TRIES:
+            message = f"{error.vendor} kept failing after {failures} tries ({error}); retry the order later"
+            return await give_up(engine, attempt, UNAVAILABLE, message)
+    delay = retry_delay(job_try, error, now=now)  # every try spreads the retries out, deferrals too
     async with engine.begin() as conn:
         await record_progress(conn, attempt)
         await orders.mark_retrying(
