@@ -236,8 +236,8 @@ async def test_both_queues_share_one_engine_and_http_client(
     opened: list[AsyncEngine] = []
     real_create_engine = worker_module.create_engine
 
-    def counting_create_engine(url: str) -> AsyncEngine:
-        opened.append(real_create_engine(url))
+    def counting_create_engine(url: str, **options: Any) -> AsyncEngine:
+        opened.append(real_create_engine(url, **options))
         return opened[-1]
 
     monkeypatch.setattr(worker_module, "create_engine", counting_create_engine)
