@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import httpx
 from redis.asyncio import Redis
-from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clients.errors import (
@@ -42,6 +41,7 @@ from gateway.clients.mijnwebwinkel_models import (
     MwwStore,
     MwwTaxRegion,
 )
+from gateway.clients.redis_gate import redis_gate
 from gateway.crypto import Cipher
 from gateway.settings import Settings
 from gateway.store import credentials
@@ -167,24 +167,16 @@ class MijnwebwinkelClient:
             if self._redis is None:
                 yield
                 return
-            lock = self._redis.lock(
+            async with redis_gate(
+                self._redis,
                 f"mww:in-flight:{self._shop_key}",
-                timeout=IN_FLIGHT_LEASE_SECONDS,
-                sleep=0.05,
-                blocking_timeout=IN_FLIGHT_WAIT_SECONDS,
-                thread_local=False,
-            )
-            try:
-                acquired = await lock.acquire()
-            except RedisError as e:
-                raise TransientApiError("the per-shop request gate (Redis) is unavailable", vendor=VENDOR) from e
-            if not acquired:
-                raise TransientApiError("another request to this shop is still running; try again", vendor=VENDOR)
-            try:
+                lease=IN_FLIGHT_LEASE_SECONDS,
+                wait=IN_FLIGHT_WAIT_SECONDS,
+                what="the per-shop request gate",
+                busy="another request to this shop is still running; try again",
+                vendor=VENDOR,
+            ):
                 yield
-            finally:
-                with contextlib.suppress(LockError, RedisError):  # expired lease or Redis gone: nothing to free
-                    await lock.release()
 
 
 def _page(offset: int, limit: int) -> dict[str, int]:

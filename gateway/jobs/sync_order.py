@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
-from redis.exceptions import LockError, RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import booking
@@ -42,6 +41,7 @@ from gateway.clients.exact_documents import (
 )
 from gateway.clients.exact_responses import VENDOR as EXACT
 from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.clients.redis_gate import redis_gate
 from gateway.jobs.booking_outcomes import (
     EXACT_REFUSED,
     INVOICE_PROCESSING,
@@ -244,28 +244,16 @@ class _LinkLocks:
     @contextlib.asynccontextmanager
     async def hold(self, key: LinkKey) -> AsyncIterator[None]:
         kind = key[0]
-        lock = self.redis.lock(
+        async with redis_gate(
+            self.redis,
             link_lock_name(self.integration_id, *key),
-            timeout=LINK_LOCK_SECONDS,
-            sleep=0.05,
-            blocking_timeout=LINK_LOCK_WAIT,
-            thread_local=False,
-        )
-        try:
-            acquired = await lock.acquire()
-        except RedisError as e:
-            raise TransientApiError(f"the {kind} creation lock (Redis) is unavailable", vendor=EXACT) from e
-        if not acquired:
-            raise TransientApiError(f"another booking is still creating this {kind} in Exact", vendor=EXACT)
-        try:
+            lease=LINK_LOCK_SECONDS,
+            wait=LINK_LOCK_WAIT,
+            what=f"the {kind} creation lock",
+            busy=f"another booking is still creating this {kind} in Exact",
+            vendor=EXACT,
+        ):
             yield
-        finally:
-            try:
-                await lock.release()
-            except LockError:
-                logger.warning("the %s lock of integration %s expired before release", kind, self.integration_id)
-            except RedisError:
-                pass  # Redis gone: the lock expires on its own
 
     async def stored(self, keys: Sequence[LinkKey]) -> dict[LinkKey, str]:
         async with self.engine.connect() as conn:
