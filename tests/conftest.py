@@ -32,7 +32,9 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from gateway import migrations, tables
+from gateway.crypto import Cipher
 from gateway.db import create_engine
+from gateway.jobs.sync_order import BookingServices, services_from_context
 from gateway.local_redis import PrivateRedis, RedisUnavailable, start_private_redis
 from gateway.logs import configure_logging
 from gateway.queue import create_arq_pool
@@ -242,6 +244,13 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def fast_settings(settings: Settings) -> Settings:
     """No rate governor waits: the Exact limits are far away."""
     return dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
+
+
+@pytest.fixture
+def services(engine: AsyncEngine, fast_settings: Settings, redis: ArqRedis, http: httpx.AsyncClient) -> BookingServices:
+    """The booking job's real services (token custody, governor far away, the shop client) for one test."""
+    ctx = {"engine": engine, "settings": fast_settings, "cipher": Cipher(fast_settings.encryption_keys), "http": http}
+    return services_from_context({**ctx, "redis": redis})
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.crypto import Cipher
 from gateway.jobs import sync_order
-from gateway.jobs.sync_order import BookingServices, book_order, link_lock_name, services_from_context
+from gateway.jobs.sync_order import BookingServices, book_order, link_lock_name
 from gateway.local_redis import free_port
 from gateway.settings import Settings
 from gateway.store import exact_links
@@ -43,12 +42,6 @@ class SlowLookups(FakeExact):
         if entity in ("Accounts", "Items"):
             await asyncio.sleep(LOOKUP_DELAY)
         return response
-
-
-@pytest.fixture
-def services(engine: AsyncEngine, fast_settings: Settings, redis: ArqRedis, http: httpx.AsyncClient) -> BookingServices:
-    ctx = {"engine": engine, "settings": fast_settings, "cipher": Cipher(fast_settings.encryption_keys), "http": http}
-    return services_from_context({**ctx, "redis": redis})
 
 
 @pytest.fixture

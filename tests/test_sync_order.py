@@ -30,7 +30,6 @@ from gateway.jobs.sync_order import (
     book_order,
     resume_orders,
     retry_delay,
-    services_from_context,
 )
 from gateway.queue import sync_job_id
 from gateway.settings import Settings
@@ -182,12 +181,6 @@ def serve_orders(router: respx.MockRouter) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
     return serve_orders(mww_api)
-
-
-@pytest.fixture
-def services(engine: AsyncEngine, fast_settings: Settings, redis: ArqRedis, http: httpx.AsyncClient) -> BookingServices:
-    ctx = {"engine": engine, "settings": fast_settings, "cipher": Cipher(fast_settings.encryption_keys), "http": http}
-    return services_from_context({**ctx, "redis": redis})
 
 
 async def connected_integration(
