@@ -25,6 +25,7 @@ from gateway import metrics
 from gateway.clients.errors import AuthError, PermanentApiError, TransientApiError
 from gateway.clients.exact import ExactClient, ExactDivision, ExactMe
 from gateway.clients.exact_responses import VENDOR
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.exact_oauth import REFRESH_TOKEN_IDLE_DAYS, ExactTokens, host_for, refresh_tokens
 from gateway.ratelimit import RateGovernor
@@ -43,10 +44,6 @@ RECONNECT_NEEDED = "reconnect_needed"
 
 def lock_name(integration_id: int) -> str:
     return f"exact:token-lock:{integration_id}"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def store_tokens(conn: AsyncConnection, *, integration_id: int, tokens: ExactTokens, cipher: Cipher) -> None:

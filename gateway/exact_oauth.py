@@ -19,6 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from gateway.clients.errors import AuthError, PermanentApiError, RateLimitedError, TransientApiError
 from gateway.clients.exact_responses import VENDOR, RateLimitHeaders, error_message
+from gateway.clock import utcnow
 from gateway.i18n import N_, Message
 from gateway.settings import EXACT_COUNTRIES, Settings
 
@@ -136,7 +137,7 @@ async def request_tokens(
     """POST the token endpoint (form-encoded, not JSON) and parse the pair, or raise from the error tree:
     AuthError when only a new consent helps, TransientApiError when trying later may work."""
     data = {**form, "client_id": settings.exact_client_id, "client_secret": str(settings.exact_client_secret)}
-    issued_at = now or dt.datetime.now(dt.UTC)
+    issued_at = now or utcnow()
     try:
         response = await http.post(f"{host.rstrip('/')}{TOKEN_PATH}", data=data, timeout=TOKEN_TIMEOUT)
     except httpx.TimeoutException as e:
@@ -165,7 +166,7 @@ def token_error(response: httpx.Response) -> Exception:
     text = error_message(response) or response.reason_phrase
     message = f"{VENDOR} refused the authorisation: {text} (HTTP {status})"
     if status == 429:
-        reset_at = RateLimitHeaders.parse(response.headers).reset_after_429(dt.datetime.now(dt.UTC))
+        reset_at = RateLimitHeaders.parse(response.headers).reset_after_429(utcnow())
         return RateLimitedError(f"{VENDOR} token service is rate limited", reset_at=reset_at, vendor=VENDOR)
     if status >= 500:
         return TransientApiError(f"{VENDOR} token service failed (HTTP {status})", status=status, vendor=VENDOR)

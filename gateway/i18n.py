@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta
 from io import BytesIO
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from babel import dates, numbers
 from babel.messages.mofile import write_mo
@@ -24,12 +23,13 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 from starlette.requests import Request
 
+from gateway.clock import DISPLAY_ZONE
+
 LOCALES: dict[str, str] = {"nl": "Nederlands", "en": "English"}
 DEFAULT_LOCALE = "nl"
 SESSION_LANG = "lang"
 LOCALE_DIR = Path(__file__).resolve().parent / "locales"
 # Shop owners are in the Netherlands and Belgium; times are stored in UTC and shown in this zone.
-DISPLAY_ZONE = ZoneInfo("Europe/Amsterdam")
 
 
 @dataclass(frozen=True)
@@ -121,11 +121,6 @@ def request_locale(request: Request) -> str:
 def set_request_locale(request: Request, locale: str) -> None:
     if locale in LOCALES:
         request.session[SESSION_LANG] = locale
-
-
-def local_now() -> datetime:
-    """Now on the shop owner's calendar: "today" for dates a customer picks is this zone's date, not UTC's."""
-    return datetime.now(DISPLAY_ZONE)
 
 
 def _local(value: datetime) -> datetime:

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.clock import utcnow
 from gateway.mail import send_mail
 from gateway.settings import Settings
-from gateway.store.integrations import utcnow
 from gateway.store.operator import DigestCandidate, claim_digest, list_digest_candidates, list_new_problems
 from gateway.store.orders import OrderSync
 

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cli import EXIT_FAILURE, EXIT_OK
+from gateway.clock import utcnow
 from gateway.operator_console import add_command, emit, say
 from gateway.settings import Settings
 from gateway.store import operator as store
-from gateway.store.integrations import get_integration, utcnow
+from gateway.store.integrations import get_integration
 
 logger = logging.getLogger("gateway.operator")
 

@@ -12,13 +12,10 @@ spent `acquire` raises RateLimitedError(reset_at=...): the job defers itself ins
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import secrets
-import time
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 from redis.asyncio import Redis
@@ -26,6 +23,7 @@ from redis.asyncio import Redis
 from gateway import metrics
 from gateway.clients.errors import RateLimitedError
 from gateway.clients.exact_responses import VENDOR, RateLimitHeaders
+from gateway.clock import SYSTEM_CLOCK, Clock
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -102,20 +100,6 @@ return 1
 """
 
 
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 @dataclass(frozen=True)
 class Usage:
     in_window: int
@@ -152,7 +136,7 @@ class RateGovernor:
         self.window = MINUTE + margin
         self.max_wait = max_wait
         self.burst = max(1, min(burst, minutely_limit))
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or SYSTEM_CLOCK
         self.prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
         self._sync = redis.register_script(_SYNC)

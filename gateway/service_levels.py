@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.clock import utcnow
 from gateway.i18n import N_, Message
 from gateway.settings import SERVICE_LEVELS, Settings
-from gateway.store.integrations import Integration, get_integration_or_raise, update_integration, utcnow
+from gateway.store.integrations import Integration, get_integration_or_raise, update_integration
 
 # States a trial end pauses; "setup" is not paused (it books nothing yet) but cannot be switched on.
 PAUSABLE_STATES = ("active", "paused")

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import tables
 from gateway.cli import EXIT_FAILURE, EXIT_OK
+from gateway.clock import utcnow
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, sync_job_id
 from gateway.settings import Settings
 from gateway.store import notices, orders
-from gateway.store.integrations import utcnow
 from tests.factories import create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio  # parametrized async tests need the marker at collection time

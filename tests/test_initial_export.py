@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Secret
 
 from gateway import tables
+from gateway.clock import local_now
 from gateway.crypto import Cipher
 from gateway.db import create_engine
-from gateway.i18n import local_now
 from gateway.jobs import initial_export as export_job
 from gateway.jobs.initial_export import ExportNotAllowed
 from gateway.queue import QUEUE_DEFAULT

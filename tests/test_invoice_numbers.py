@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import find_invoice_numbers
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.exact_auth import store_tokens
 from gateway.exact_oauth import ExactTokens
@@ -28,7 +29,7 @@ from gateway.ratelimit import RateGovernor
 from gateway.sandbox.exact import Faults, create_exact_sandbox
 from gateway.settings import Settings
 from gateway.store import credentials, orders
-from gateway.store.integrations import Integration, IntegrationSettings, save_vat_mapping, update_integration, utcnow
+from gateway.store.integrations import Integration, IntegrationSettings, save_vat_mapping, update_integration
 from tests.factories import connect_exact_sandbox, create_active_integration, create_login, log_in
 from tests.test_flow_booking import PLAIN_DIVISION, SANDBOX_BOOKING, SANDBOX_MAPPINGS, Bearer
 from tests.test_sync_order import SHOP_TOKEN, queued_order, serve_orders, sync_row

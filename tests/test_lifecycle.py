@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import migrations, tables
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.jobs.worker import create_worker
@@ -36,7 +37,6 @@ from gateway.sandbox.mijnwebwinkel import create_mww_sandbox, create_order
 from gateway.sandbox_runner import SandboxPorts, sandbox_settings
 from gateway.settings import Settings
 from gateway.store import orders
-from gateway.store.integrations import utcnow
 from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL, _postgres_admin, database_backend
 from tests.factories import ServedApp, cli_environ, create_sandbox_integration
 

@@ -20,6 +20,7 @@ from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.jobs.worker import create_worker
 from gateway.logs import configure_logging
@@ -31,7 +32,6 @@ from gateway.sandbox_runner import SandboxPorts, sandbox_settings
 from gateway.settings import Settings
 from gateway.shop_connection import rotate_signing_secret, rotate_webhook_key
 from gateway.store import credentials, orders
-from gateway.store.integrations import utcnow
 from tests.factories import PAGE_PASSWORD, ServedApp, create_login, create_sandbox_integration, log_in
 
 METRICS_TOKEN = "metrics-token-flow-0001"

@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import lookups, tables
 from gateway.clients.exact import ExactClient
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.exact_auth import exact_client_for
 from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import Settings
-from gateway.store.integrations import Integration, utcnow
+from gateway.store.integrations import Integration
 from tests.factories import connect_exact_sandbox, create_active_integration
 
 

@@ -22,12 +22,13 @@ from starlette.testclient import TestClient
 
 from gateway import pipeline
 from gateway.app import create_app
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.jobs.worker import create_worker
 from gateway.sandbox.mww_seed import Customer, Line, SandboxOrder
 from gateway.settings import Settings
 from gateway.store import orders
-from gateway.store.integrations import Integration, update_integration, utcnow
+from gateway.store.integrations import Integration, update_integration
 from tests.factories import create_login, create_sandbox_integration, log_in
 from tests.test_log_redaction_flow import FlowSandboxes, serve_flow_sandboxes
 

@@ -28,12 +28,12 @@ from gateway import metrics, tables
 from gateway.app import create_app
 from gateway.clients.errors import ApiError, RateLimitedError
 from gateway.clients.exact import ExactClient
+from gateway.clock import utcnow
 from gateway.local_redis import free_port
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, create_arq_pool, enqueue_sync
 from gateway.ratelimit import RateGovernor
 from gateway.settings import Settings
 from gateway.store import notices
-from gateway.store.integrations import utcnow
 from tests.conftest import run_in_thread
 from tests.factories import create_active_integration
 from tests.test_lifecycle import ROOT, Sandboxes, gateway_process, queue_orders, serve_sandboxes, worker_env

@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.notifications import send_digests
 from gateway.settings import Settings
 from gateway.store import notices, orders
-from gateway.store.integrations import Integration, update_integration, utcnow
+from gateway.store.integrations import Integration, update_integration
 from tests.factories import create_account, create_active_integration
 
 pytestmark = pytest.mark.anyio

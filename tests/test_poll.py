@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Secret
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.jobs import poll
@@ -17,7 +18,7 @@ from gateway.queue import QUEUE_DEFAULT
 from gateway.sandbox import mijnwebwinkel as sandbox
 from gateway.settings import Settings
 from gateway.store import credentials, orders
-from gateway.store.integrations import Integration, get_integration_or_raise, update_integration, utcnow
+from gateway.store.integrations import Integration, get_integration_or_raise, update_integration
 from tests.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio

@@ -7,11 +7,12 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import pipeline, tables
+from gateway.clock import utcnow
 from gateway.jobs import initial_export as export_job
 from gateway.jobs.reconcile import reconcile_orders
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, deserialize, sync_job_id
 from gateway.store import exports, orders
-from gateway.store.integrations import Integration, utcnow
+from gateway.store.integrations import Integration
 from tests.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio

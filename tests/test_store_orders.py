@@ -5,8 +5,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.store import attempts, notices, orders
-from gateway.store.integrations import utcnow
 from tests.factories import create_active_integration
 
 SELECTED = (2, 3)

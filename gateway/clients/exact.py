@@ -48,6 +48,7 @@ from gateway.clients.exact_models import (
 )
 from gateway.clients.exact_odata import encode_json, odata_quote, pad_account_code, parse_odata_date
 from gateway.clients.exact_responses import VENDOR, error_for
+from gateway.clock import utcnow
 
 if TYPE_CHECKING:
     from gateway.ratelimit import RateGovernor
@@ -192,8 +193,8 @@ class ExactClient:
     def _now(self) -> dt.datetime:
         """The governor's clock when there is one (the benchmark accelerates it), else the system clock."""
         if self.governor is not None:
-            return dt.datetime.fromtimestamp(self.governor.clock.now(), tz=dt.UTC)
-        return dt.datetime.now(dt.UTC)
+            return utcnow(self.governor.clock)
+        return utcnow()
 
     def _json(self, response: httpx.Response) -> Any:
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from gateway.clients.errors import RateLimitedError, body_excerpt, error_class
+from gateway.clock import utcnow
 
 VENDOR = "Exact Online"
 
@@ -88,7 +89,7 @@ def error_for(response: httpx.Response, *, now: dt.datetime | None = None) -> Ex
     status = response.status_code
     text = f"{VENDOR}: {error_message(response) or response.reason_phrase} (HTTP {status})"
     if status == 429:
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or utcnow()
         reset_at = RateLimitHeaders.parse(response.headers).reset_after_429(now)
         return RateLimitedError(
             f"{VENDOR} rate limit reached; retry after {reset_at:%H:%M:%S} UTC",

@@ -23,8 +23,9 @@ from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import ExactDocument
 from gateway.clients.exact_responses import VENDOR as EXACT
 from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.clock import utcnow
 from gateway.store import attempts, exact_links, orders
-from gateway.store.integrations import Integration, VatMapping, note_vat_category_seen, utcnow
+from gateway.store.integrations import Integration, VatMapping, note_vat_category_seen
 from gateway.store.orders import OrderSync
 
 # The booking job's log lines keep one logger name, whichever of its modules writes them.

@@ -27,9 +27,10 @@ from gateway.booking_documents import finalize_payload
 from gateway.clients.errors import AuthError, PermanentApiError, TransientApiError
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import MAX_IDS_PER_LOOK_UP, find_invoice_numbers
+from gateway.clock import utcnow
 from gateway.jobs.sync_order import BookingServices, services_from_context
 from gateway.store import orders
-from gateway.store.integrations import Integration, IntegrationSettings, list_integrations, utcnow
+from gateway.store.integrations import Integration, IntegrationSettings, list_integrations
 
 logger = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from gateway import metrics, pipeline
 from gateway.clients.errors import ApiError, AuthError, RateLimitedError, TransientApiError
 from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrderChange
+from gateway.clock import utcnow
 from gateway.crypto import DecryptionError
 from gateway.logs import bind, log_context
 from gateway.settings import Settings
 from gateway.shop_connection import mark_shop_refused
-from gateway.store.integrations import Integration, list_integrations, update_integration, utcnow
+from gateway.store.integrations import Integration, list_integrations, update_integration
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.clock import utcnow
 from gateway.jobs.initial_export import enqueue_export
 from gateway.queue import enqueue_sync
 from gateway.store import exports, orders
-from gateway.store.integrations import list_integrations, utcnow
+from gateway.store.integrations import list_integrations
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.auth import require_integration
+from gateway.clock import DISPLAY_ZONE, utcnow
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
-from gateway.i18n import DISPLAY_ZONE, N_, Message
+from gateway.i18n import N_, Message
 from gateway.jobs.initial_export import cancel_initial_export, get_export_progress
 from gateway.pages import flash, redirect, render, require_account
 from gateway.service_levels import (
@@ -29,7 +30,7 @@ from gateway.service_levels import (
 )
 from gateway.settings import SERVICE_LEVELS
 from gateway.store import orders
-from gateway.store.integrations import Integration, create_integration, list_integrations, update_integration, utcnow
+from gateway.store.integrations import Integration, create_integration, list_integrations, update_integration
 
 PENDING_STATES = ("queued", "booking", "retrying")
 

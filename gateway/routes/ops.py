@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway import metrics
+from gateway.clock import utcnow
 from gateway.migrations import current_revision, head_revision
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY
-from gateway.store.integrations import utcnow
 from gateway.store.operator import oldest_pending_since
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,10 @@ from starlette.routing import Route
 
 from gateway import shop_connection, wizard
 from gateway.clients.errors import ApiError
+from gateway.clock import local_now
 from gateway.csrf import verify_csrf
 from gateway.forms import Errors, Form
-from gateway.i18n import N_, local_now
+from gateway.i18n import N_
 from gateway.pages import flash, optional_url, redirect, render
 from gateway.routes.dashboard import load_integration
 from gateway.service_levels import change_service_level, service_levels

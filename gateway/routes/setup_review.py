@@ -19,16 +19,17 @@ from gateway.booking import BookingError, BookingPlan, gl_codes_needed, items_ne
 from gateway.clients.errors import ApiError
 from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.clock import local_now, utcnow
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
-from gateway.i18n import N_, Message, local_now
+from gateway.i18n import N_, Message
 from gateway.jobs.initial_export import ExportNotAllowed, get_export_progress, start_initial_export
 from gateway.pages import flash, redirect, render
 from gateway.routes.dashboard import load_integration
 from gateway.routes.setup_exact import LookupFailed, exact_client, read_lists
 from gateway.service_levels import service_level, trial_of
 from gateway.setup_forms import vat_category_label
-from gateway.store.integrations import Integration, list_vat_mappings, update_integration, utcnow
+from gateway.store.integrations import Integration, list_vat_mappings, update_integration
 
 logger = logging.getLogger(__name__)
 TEST_WINDOW_DAYS = 30

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import utcnow
+from gateway.clock import utcnow
 
 
 class EmailTaken(Exception):

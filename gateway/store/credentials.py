@@ -14,9 +14,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.db import upsert
-from gateway.store.integrations import utcnow
 
 SHOP_TOKEN = "shop_token"  # noqa: S105 - a kind name, not a secret
 EXACT_OAUTH = "exact_oauth"

@@ -13,8 +13,8 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.db import upsert
-from gateway.store.integrations import utcnow
 
 LinkKey = tuple[str, str]
 KEY_MAX = 254

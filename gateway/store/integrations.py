@@ -10,23 +10,20 @@ import dataclasses
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.db import upsert
 
 INSERTION_TYPES = ("sales_entry", "sales_invoice", "sales_order", "direct_sales_invoice")
 EU_VAT_MODES = ("webshop_country", "oss")
 INVOICE_STATUSES = ("draft", "final")
 SERVICE_LEVELS = ("basic", "pro", "premium")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

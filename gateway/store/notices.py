@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.db import insert_ignore
-from gateway.store.integrations import utcnow
 from gateway.store.orders import ACTIVE_STATES, OrderSync, get_sync_by_number, update_sync
 
 

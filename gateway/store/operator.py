@@ -15,8 +15,8 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.crypto import Cipher, DecryptionError
-from gateway.store.integrations import utcnow
 from gateway.store.orders import OrderSync
 
 PENDING_STATES = ("queued", "booking", "retrying")

@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import utcnow
+from gateway.clock import utcnow
 
 FINAL_STATES = ("booked", "ignored")
 REQUEUEABLE_STATES = ("skipped", "failed", "needs_attention", "retrying")

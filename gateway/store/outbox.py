@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
-from gateway.store.integrations import utcnow
+from gateway.clock import utcnow
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.db import upsert
-from gateway.store.integrations import utcnow
 
 ORDER_STATUSES_KIND = "mww_order_statuses"
 
