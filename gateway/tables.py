@@ -117,6 +117,8 @@ integration = Table(
     _ts("last_notified_at"),
     _ts("created_at", nullable=False),
     _ts("updated_at", nullable=False),
+    # The poll scheduler's due-shop query (store.integrations.claim_due_integrations).
+    Index("ix_integration_due", "state", "shop_connection", "next_poll_at"),
 )
 
 credential = Table(
@@ -183,6 +185,7 @@ order_sync = Table(
     UniqueConstraint("integration_id", "order_number"),
     Index("ix_order_sync_state_updated", "state", "updated_at"),
     Index("ix_order_sync_integration_created", "integration_id", "created_at"),
+    Index("ix_order_sync_integration_state", "integration_id", "state"),  # history page: counts by state
 )
 
 order_event = Table(
@@ -200,6 +203,7 @@ order_event = Table(
     _ts("received_at", nullable=False),
     UniqueConstraint("integration_id", "dedupe_key"),
     Index("ix_order_event_integration_order", "integration_id", "order_number"),
+    Index("ix_order_event_received", "received_at"),  # retention
 )
 
 sync_attempt = Table(
@@ -218,6 +222,7 @@ sync_attempt = Table(
     Column("exact_calls", Integer, nullable=False, server_default="0"),
     _ts("started_at", nullable=False),
     _ts("finished_at"),
+    Index("ix_sync_attempt_started", "started_at"),  # retention
 )
 
 exact_link = Table(
