@@ -9,6 +9,8 @@ States of an order sync:
   booked          done; `exact_document_*` say where (never booked twice)
   failed          a permanent fault with a message for the shop owner; resumes on retry / when the cause is fixed
   needs_attention the order cannot be booked as configured (e.g. a credit order as sales order); explicit action
+  needs_review    Exact holds a document that may be this order's booking but is not proof of it (no mark, or
+                  two): a person checks Exact, then retries or ignores the order; never booked by a guess
   skipped         the order was seen in a status the shop did not select
   ignored         the shop owner chose not to book it
 """
@@ -26,9 +28,19 @@ from gateway import tables
 from gateway.clock import utcnow
 
 FINAL_STATES = ("booked", "ignored")
-REQUEUEABLE_STATES = ("skipped", "failed", "needs_attention", "retrying")
+REQUEUEABLE_STATES = ("skipped", "failed", "needs_attention", "needs_review", "retrying")
 ACTIVE_STATES = ("queued", "booking")
-ALL_STATES = ("queued", "booking", "retrying", "booked", "failed", "needs_attention", "skipped", "ignored")
+ALL_STATES = (
+    "queued",
+    "booking",
+    "retrying",
+    "booked",
+    "failed",
+    "needs_attention",
+    "needs_review",
+    "skipped",
+    "ignored",
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class OrderSync:
     generation: int
     error_kind: str | None
     last_error: str | None
+    error_params: dict[str, Any] | None
     reason: str | None
     document_type: str | None
     exact_document_id: str | None
@@ -165,6 +178,7 @@ async def mark_booked(
             booked_at=now,
             error_kind=None,
             last_error=None,
+            error_params=None,
             reason=None,
             claimed_by=None,
             claimed_until=None,
@@ -190,36 +204,55 @@ async def mark_retrying(
         state="retrying",
         error_kind=error_kind,
         last_error=message,
+        error_params=None,
         next_attempt_at=next_attempt_at,
     )
 
 
 async def mark_failed(
-    conn: AsyncConnection, *, integration_id: int, order_sync_id: int, error_kind: str, message: str
+    conn: AsyncConnection,
+    *,
+    integration_id: int,
+    order_sync_id: int,
+    error_kind: str,
+    message: str,
+    params: dict[str, str] | None = None,
+    state: str = "failed",
 ) -> None:
-    """A permanent fault: not retried; the message is shown to the shop owner."""
+    """A permanent fault: not retried; the message is shown to the shop owner (`params` are the figures it names).
+
+    `state` is failed, needs_attention or needs_review (docs at the top of this module)."""
+    if state not in ("failed", "needs_attention", "needs_review"):
+        raise ValueError(f"{state} is not a state a fault leaves")
     await _mark(
         conn,
         integration_id,
         order_sync_id,
-        state="failed",
+        state=state,
         error_kind=error_kind,
         last_error=message,
+        error_params=params or None,
         next_attempt_at=None,
     )
 
 
 async def mark_needs_attention(
-    conn: AsyncConnection, *, integration_id: int, order_sync_id: int, error_kind: str, message: str
+    conn: AsyncConnection,
+    *,
+    integration_id: int,
+    order_sync_id: int,
+    error_kind: str,
+    message: str,
+    params: dict[str, str] | None = None,
 ) -> None:
-    await _mark(
+    await mark_failed(
         conn,
-        integration_id,
-        order_sync_id,
-        state="needs_attention",
+        integration_id=integration_id,
+        order_sync_id=order_sync_id,
         error_kind=error_kind,
-        last_error=message,
-        next_attempt_at=None,
+        message=message,
+        params=params,
+        state="needs_attention",
     )
 
 
@@ -258,7 +291,7 @@ async def request_retry(conn: AsyncConnection, *, integration_id: int, order_syn
         .where(
             c.id == order_sync_id,
             c.integration_id == integration_id,
-            c.state.in_(("failed", "retrying", "needs_attention", "skipped", "ignored")),
+            c.state.in_(("failed", "retrying", "needs_attention", "needs_review", "skipped", "ignored")),
         )
         .values(
             state="queued",
