@@ -157,7 +157,7 @@ order_sync = Table(
     Column("id", Id, primary_key=True),
     _tenant_fk(),
     Column("order_number", String(40), nullable=False),
-    # pending -> queued -> booking -> booked | retrying | failed | needs_attention; skipped; ignored
+    # pending -> queued -> booking -> booked | retrying | failed | needs_attention | needs_review; skipped; ignored
     Column("state", String(20), nullable=False),
     Column("status_id", Integer),
     Column("customer_name", String(200)),
@@ -170,7 +170,8 @@ order_sync = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("generation", Integer, nullable=False, server_default="0"),  # bumped by operator retries (job id suffix)
     Column("error_kind", String(30)),
-    Column("last_error", Text),
+    Column("last_error", Text),  # English, for logs, the operator and support mail
+    Column("error_params", JSON),  # the figures `last_error` names; pages render the kind (booking_reasons.py)
     Column("reason", Text),
     Column("document_type", String(20)),
     Column("exact_document_id", String(40)),
