@@ -297,8 +297,10 @@ async def _apply_notice(
         # Already on its way; enqueueing again is a no-op thanks to the deterministic job id, and heals a lost job.
         await update_sync(conn, sync.id, status_id=status_id, now=now)
         return NoticeOutcome("queued", sync.id, sync.generation, "already queued")
-    # Once an initial-export order, always one: its invoice is never e-mailed, whichever notice queues it.
-    export_flag = {"initial_export": True} if initial_export else {}
+    # The notice that first queues an order decides whether it is an initial-export order (invoice never e-mailed):
+    # an order the export read in another status and that reaches a selected status later is a live order, with
+    # every live setting. Once queued, the flag stays whatever notice re-queues it.
+    export_flag = {"initial_export": initial_export} if sync.state == "skipped" else {}
     await update_sync(
         conn,
         sync.id,
