@@ -14,6 +14,9 @@ from starlette.requests import Request
 
 SESSION_KEY = "csrf"
 FIELD = "csrf_token"
+# No page uploads files; the longest form (the VAT mapping) has well under a hundred fields. The body size itself is
+# bounded by BodySizeLimitMiddleware.
+MAX_FORM_FIELDS = 500
 
 
 def csrf_token(request: Request) -> str:
@@ -30,7 +33,7 @@ def renew_csrf_token(request: Request) -> None:
 
 async def verify_csrf(request: Request) -> FormData:
     """Parse the form and check its token against the session's; 403 when missing or wrong."""
-    form = await request.form()
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     sent = form.get(FIELD)
     expected = request.session.get(SESSION_KEY)
     if not isinstance(sent, str) or not expected or not secrets.compare_digest(sent, str(expected)):

@@ -1,6 +1,7 @@
 """Fuzzing the webhook intake (hypothesis): bodies, content types, signature headers, timestamps, ids, query strings
-and URL keys. Every request ends in a clean answer below 500; whatever is accepted is stored exactly as sent and
-for the shop its URL names, never for another; nothing rejected leaves a row; no stored value is garbage.
+and URL keys, and valid JSON that is hostile (deep nesting, numbers of thousands of digits). Every request ends in a
+clean answer below 500; whatever is accepted is stored exactly as sent and for the shop its URL names, never for
+another; nothing rejected leaves a row; no stored value is garbage.
 """
 
 from __future__ import annotations
@@ -206,6 +207,63 @@ def expectation(
     if 290 <= abs(skew) <= 310:
         return None
     return abs(skew) < 300
+
+
+MAX_DEPTH = 32  # the documented bounds (docs/security.md): deeper documents and longer numbers are refused
+MAX_NUMBER_LENGTH = 40
+
+
+def hostile_body(kind: str, size: int) -> bytes:
+    """A valid JSON notice carrying `size` levels of nesting or a number of `size` digits."""
+    if kind == "arrays":
+        return b'{"order_number": "8001", "status": 2, "extra": ' + b"[" * size + b"]" * size + b"}"
+    if kind == "objects":
+        return b'{"order_number": "8001", "status": 2, "extra": ' + b'{"a": ' * size + b"1" + b"}" * size + b"}"
+    if kind == "status":
+        return b'{"order_number": "8001", "status": ' + b"9" * size + b"}"
+    return b'{"order_number": "8001", "status": 2, "extra": -' + b"7" * size + b".5e1}"
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(["arrays", "objects", "status", "float"]),
+    size=st.one_of(st.integers(min_value=1, max_value=60), st.integers(min_value=60, max_value=6000)),
+)
+def test_hostile_nesting_and_huge_numbers_end_cleanly(client: TestClient, shops: Shops, kind: str, size: int) -> None:
+    body = hostile_body(kind, size)
+    before = shops.events()
+    response = client.post(
+        f"/webhooks/mijnwebwinkel/{shops.key_b}", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code < 500, response.text
+    new = shops.events()[len(before) :]
+    depth = size + 1 if kind in {"arrays", "objects"} else 1
+    number_length = {"status": size, "float": size + 5}.get(kind, 1)
+    if depth > MAX_DEPTH or number_length > MAX_NUMBER_LENGTH:
+        assert response.status_code == 400, response.text
+        assert not new
+    elif kind == "status":
+        assert response.status_code == (202 if int(b"9" * size) <= INT32 else 422), response.text
+    else:
+        assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 5000 + b"]" * 5000, id="5000-nested-arrays"),
+        pytest.param(b'{"a":' * 3000 + b"1" + b"}" * 3000, id="3000-nested-objects"),
+        pytest.param(b'{"order_number": "1", "status": ' + b"1" * 4301 + b"}", id="4301-digit-integer"),
+    ],
+)
+def test_the_reported_bodies_are_refused_with_400(client: TestClient, shops: Shops, body: bytes) -> None:
+    """Correctly signed, valid JSON: each of these answered 500 before the parser had bounds."""
+    msg_id, stamp = f"m{secrets.token_hex(6)}", str(int(time.time()))
+    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": stamp}
+    headers["webhook-signature"] = f"v1,{sign(shops.secret_a, msg_id, stamp, body)}"
+    response = client.post(f"/webhooks/mijnwebwinkel/{shops.key_a}", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert shops.events() == []
 
 
 def test_a_status_of_superscript_digits_is_refused(client: TestClient, shops: Shops) -> None:

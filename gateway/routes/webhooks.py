@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import time
 from typing import Any
@@ -25,6 +24,7 @@ from gateway.logs import bind
 from gateway.shop_connection import signing_key
 from gateway.store import credentials
 from gateway.store.integrations import Integration, get_integration_by_webhook_key, hash_webhook_key
+from gateway.untrusted_json import JsonRejected, parse_json
 
 SIGNATURE_TOLERANCE_SECONDS = 5 * 60
 LOOKUP_TTL_SECONDS = 5.0
@@ -49,7 +49,7 @@ async def mijnwebwinkel_webhook(request: Request) -> Response:
         integration, secret = await _integration_and_secret(request, request.path_params["webhook_key"])
         if secret is not None:
             _verify_signature(request, body, secret)
-        order_number, status = _parse_notice(body)
+        order_number, status = _parse_notice(body, state.settings.webhook_max_body_bytes)
     except NoticeRejected as e:
         metrics.WEBHOOK_NOTICES.labels("unknown_key" if e.status == 404 else "invalid").inc()
         return JSONResponse({"error": e.error, **({"field": e.field} if e.field else {})}, status_code=e.status)
@@ -136,11 +136,11 @@ def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-def _parse_notice(body: bytes) -> tuple[str, int]:
+def _parse_notice(body: bytes, max_bytes: int) -> tuple[str, int]:
     try:
-        data: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise NoticeRejected(400, "body is not valid JSON") from None
+        data: Any = parse_json(body, max_bytes=max_bytes)
+    except JsonRejected as e:
+        raise NoticeRejected(400, e.reason) from None
     if not isinstance(data, dict):
         raise NoticeRejected(400, "body must be a JSON object")
     number = data.get("order_number")
