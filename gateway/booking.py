@@ -39,6 +39,10 @@ TOTALS_MISMATCH = "totals_mismatch"
 SETTINGS = "settings"
 CREDIT_SALES_ORDER = "credit_sales_order"
 NEGATIVE_SALES_ORDER = "negative_sales_order"
+# Exact holds a document that may be this order's but is not proof of it (jobs stop the order as `needs_review`).
+UNMARKED_DOCUMENT = "unmarked_document"
+DUPLICATE_MARK = "duplicate_mark"
+REVIEW_KINDS = (UNMARKED_DOCUMENT, DUPLICATE_MARK)
 
 ARTICLE, SHIPPING, COSTS, DISCOUNT = "article", "shipping", "costs", "discount"
 _KIND_OF_TYPE = {"shipping": SHIPPING, "payment": COSTS, "discount": DISCOUNT}
@@ -46,13 +50,33 @@ KIND_LABEL = {SHIPPING: "Shipping costs", COSTS: "Payment costs", DISCOUNT: "Dis
 
 
 class BookingError(Exception):
-    """The order cannot be booked as configured. `kind` groups causes; `attention` means no retry can help."""
+    """The order cannot be booked as configured. `kind` groups causes; `attention` means no retry can help.
 
-    def __init__(self, kind: str, message: str, *, attention: bool = False, categories: tuple[str, ...] = ()) -> None:
+    The message is English for logs and the operator; `params` are the figures it names, so pages can render the
+    kind's sentence from the catalogues (gateway/booking_reasons.py) in the reader's language.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        attention: bool = False,
+        categories: tuple[str, ...] = (),
+        params: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.attention = attention
         self.categories = categories
+        self.params = dict(params or {})
+
+    @property
+    def state(self) -> str:
+        """The order sync state this error leaves: needs_review, needs_attention or failed."""
+        if self.kind in REVIEW_KINDS:
+            return "needs_review"
+        return "needs_attention" if self.attention else "failed"
 
 
 @dataclass(frozen=True)

@@ -57,14 +57,51 @@ class Document:
         return list(self.payload[self.line_entity])
 
 
-def build_document(plan: BookingPlan, settings: IntegrationSettings, refs: ExactRefs) -> Document:
-    """The POST payload for the configured insertion type; raises BookingError for a missing item or account."""
+# The mark every document the gateway creates carries in `PaymentReference` (docs/booking.md, "The mark"):
+# "<order number>/MW<integration id in base 36>". Exact has no idempotency key; YourRef alone (the order number)
+# repeats across shops in one administration, so a look-up adopts only a document with this integration's mark.
+MARK_SEPARATOR = "/MW"
+PAYMENT_REFERENCE_MAX = 32  # kept well under what Exact's PaymentReference holds (docs/booking.md)
+_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def integration_marker(integration_id: int) -> str:
+    """The integration's part of the mark: stable, derived from its id, a few characters."""
+    if integration_id <= 0:
+        raise ValueError("an integration id is positive")
+    digits = ""
+    while integration_id:
+        integration_id, rest = divmod(integration_id, 36)
+        digits = _BASE36[rest] + digits
+    return f"MW{digits}"
+
+
+def booking_mark(integration_id: int, order_number: str) -> str:
+    """The PaymentReference that ties a document to one integration and one order."""
+    mark = f"{order_number.strip()}/{integration_marker(integration_id)}"
+    if len(mark) > PAYMENT_REFERENCE_MAX:
+        raise BookingError(SETTINGS, f"order number {order_number[:40]!r} is too long for an Exact reference")
+    return mark
+
+
+def is_gateway_mark(reference: str) -> bool:
+    """Whether a PaymentReference has the shape of a mark (of any integration): "<order>/MW<base 36>"."""
+    order, separator, marker = reference.strip().rpartition(MARK_SEPARATOR)
+    return bool(order and separator and marker) and all(c in _BASE36 for c in marker)
+
+
+def build_document(plan: BookingPlan, settings: IntegrationSettings, refs: ExactRefs, *, mark: str) -> Document:
+    """The POST payload for the configured insertion type, carrying `mark` (see `booking_mark`); raises BookingError
+    for a missing item or account."""
+    if not mark:
+        raise ValueError("every document carries its integration's mark")
     if plan.document_type == SALES_ENTRY:
         document = _sales_entry(plan, settings, refs)
     elif plan.document_type == SALES_ORDER:
         document = _sales_order(plan, settings, refs)
     else:
         document = _sales_invoice(plan, settings, refs)
+    document.payload["PaymentReference"] = mark
     _verify(plan, document)
     return document
 
@@ -72,9 +109,9 @@ def build_document(plan: BookingPlan, settings: IntegrationSettings, refs: Exact
 def _header(plan: BookingPlan, settings: IntegrationSettings) -> dict[str, Any]:
     header: dict[str, Any] = {
         "Description": plan.description,
-        "YourRef": plan.order_number,  # Exact has no idempotency key: the shop order number finds the booking again
+        "YourRef": plan.order_number,  # the shop order number, as accountants and customers know it
         "Currency": plan.currency,
-        "PaymentReference": plan.order_number,
+        "PaymentReference": "",  # the mark, set by build_document
     }
     if settings.payment_condition.strip():
         header["PaymentCondition"] = settings.payment_condition.strip()
@@ -247,6 +284,7 @@ def summarize(document: Document) -> dict[str, Any]:
     return {
         "entity": document.entity,
         "your_ref": payload.get("YourRef"),
+        "payment_reference": payload.get("PaymentReference"),
         "journal": payload.get("Journal"),
         "type": payload.get("Type"),
         "currency": payload.get("Currency"),

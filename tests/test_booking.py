@@ -45,6 +45,7 @@ MAPPED = {
     "OSS-BE-21": ("B21", "8310", "21"),
     "OSS-BE-6": ("B6", "", "6"),
 }
+MARK = "5001/MW1"  # the PaymentReference every document carries (booking_documents.booking_mark)
 RATE_OF_CODE = {code: Decimal(rate) for code, _, rate in MAPPED.values()}
 MAPPINGS = {category: VatMapping(category, code, gl or None, True) for category, (code, gl, _) in MAPPED.items()}
 SETTINGS = IntegrationSettings(
@@ -95,7 +96,7 @@ def book(name: str, document_type: str, mode: str, **changes: Any) -> tuple[MwwO
     settings = SETTINGS.replace(insertion_type=document_type, eu_consumer_vat=mode, **changes)
     order = shop_order(name)
     plan = plan_booking(order, settings, MAPPINGS, home_country="NL", credited_reference="70260001")
-    return order, plan, build_document(plan, settings, refs_for(plan, settings))
+    return order, plan, build_document(plan, settings, refs_for(plan, settings), mark=MARK)
 
 
 def assert_contract(document: Document, entities: dict[str, Any]) -> None:
@@ -350,7 +351,7 @@ def test_item_ledger_accounts_win_over_the_mapping_when_switched_on() -> None:
     plan = plan_booking(shop_order("domestic"), settings, MAPPINGS, home_country="NL")
     refs = refs_for(plan, settings)
     refs = ExactRefs(refs.account_id, refs.items, {"TS-BLUE": "gl-item-ts"}, refs.gl_accounts, refs.warehouse)
-    document = build_document(plan, settings, refs)
+    document = build_document(plan, settings, refs, mark=MARK)
     accounts = {line["Description"]: line["GLAccount"] for line in document.lines}
     assert accounts["T-shirt blauw"] == "gl-item-ts"
     assert accounts["Mok"] == "gl-8000"  # no account of its own: the mapping
@@ -361,7 +362,7 @@ def test_a_line_without_any_revenue_account_names_its_category() -> None:
     settings = SETTINGS.replace(costs_gl_account="", discount_gl_account="")
     plan = plan_booking(shop_order("domestic"), settings, mappings, home_country="NL")
     with pytest.raises(BookingError) as caught:
-        build_document(plan, settings, refs_for(plan, settings))
+        build_document(plan, settings, refs_for(plan, settings), mark=MARK)
     assert caught.value.kind == booking.MISSING_GL
     assert "VAT category NL-9" in str(caught.value)
 

@@ -13,7 +13,7 @@ from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import (
     create_document,
     finalize_invoice,
-    find_document,
+    find_documents,
     link_keys,
     resolve_refs,
 )
@@ -47,17 +47,18 @@ def plan_for(name: str, settings: IntegrationSettings) -> booking.BookingPlan:
     return plan_booking(order, settings, MAPPINGS, home_country="NL")
 
 
-async def test_find_document_filters_on_your_ref_and_journal(exact: ExactClient, exact_api: respx.MockRouter) -> None:
+async def test_find_documents_filters_on_your_ref_or_mark_and_journal(
+    exact: ExactClient, exact_api: respx.MockRouter
+) -> None:
     route = exact_api.get(f"{BASE}/salesentry/SalesEntries").respond(
-        json=d({"EntryID": GUID, "EntryNumber": 26700012, "YourRef": "5001"})
+        json=d({"EntryID": GUID, "EntryNumber": 26700012, "YourRef": "5001", "PaymentReference": "5001/MW1"})
     )
-    found = await find_document(exact, document_type="sales_entry", your_ref="5001", journal="70")
+    [found] = await find_documents(exact, document_type="sales_entry", your_ref="5001", mark="5001/MW1", journal="70")
     params = route.calls.last.request.url.params
-    assert params["$filter"] == "YourRef eq '5001' and Journal eq '70'"
-    assert params["$select"] == "EntryID,EntryNumber,YourRef"
-    assert params["$top"] == "1"
-    assert found is not None
-    assert (found.id, found.number, found.status) == (GUID, "26700012", None)
+    assert params["$filter"] == "(YourRef eq '5001' or PaymentReference eq '5001/MW1') and Journal eq '70'"
+    assert params["$select"] == "EntryID,EntryNumber,YourRef,PaymentReference"
+    assert params["$top"] == "10"
+    assert (found.id, found.number, found.status, found.payment_reference) == (GUID, "26700012", None, "5001/MW1")
 
 
 async def test_find_invoice_reads_its_status_and_quotes_the_reference(
@@ -66,10 +67,10 @@ async def test_find_invoice_reads_its_status_and_quotes_the_reference(
     route = exact_api.get(f"{BASE}/salesinvoice/SalesInvoices").respond(
         json=d({"InvoiceID": GUID, "InvoiceNumber": None, "YourRef": "O'5", "Status": 20})
     )
-    found = await find_document(exact, document_type="sales_invoice", your_ref="O'5", journal="70")
-    assert route.calls.last.request.url.params["$filter"] == "YourRef eq 'O''5' and Journal eq '70'"
+    [found] = await find_documents(exact, document_type="sales_invoice", your_ref="O'5", mark="O'5/MW1", journal="70")
+    filter_ = "(YourRef eq 'O''5' or PaymentReference eq 'O''5/MW1') and Journal eq '70'"
+    assert route.calls.last.request.url.params["$filter"] == filter_
     assert "Status" in route.calls.last.request.url.params["$select"]
-    assert found is not None
     assert (found.number, found.status, found.is_processed) == ("", 20, False)
 
 
@@ -77,8 +78,10 @@ async def test_find_sales_order_has_no_journal_and_may_find_nothing(
     exact: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     route = exact_api.get(f"{BASE}/salesorder/SalesOrders").respond(json=d())
-    assert await find_document(exact, document_type="sales_order", your_ref="5001", journal="70") is None
-    assert route.calls.last.request.url.params["$filter"] == "YourRef eq '5001'"
+    assert (
+        await find_documents(exact, document_type="sales_order", your_ref="5001", mark="5001/MW1", journal="70") == []
+    )
+    assert route.calls.last.request.url.params["$filter"] == "(YourRef eq '5001' or PaymentReference eq '5001/MW1')"
 
 
 async def test_create_document_posts_exact_numbers_and_reads_the_new_id(
@@ -90,7 +93,7 @@ async def test_create_document_posts_exact_numbers_and_reads_the_new_id(
     settings = SETTINGS.replace(insertion_type="sales_entry")
     plan = plan_for("domestic", settings)
     refs = booking_refs(plan, settings)
-    document = build_document(plan, settings, refs)
+    document = build_document(plan, settings, refs, mark="5001/MW1")
     created = await create_document(exact, document)
     sent = route.calls.last.request
     assert (created.id, created.number) == (GUID, "26700013")
@@ -199,7 +202,7 @@ async def test_item_ledger_takes_the_item_groups_account_when_the_item_has_none(
     resolution = await resolve_refs(exact, plan, settings, known)
     assert groups.calls.last.request.url.params["$filter"] == f"ID eq guid'{GUID}'"
     assert resolution.refs.item_revenue == {"POSTER-NEW": "gl-group"}
-    document = build_document(plan, settings, resolution.refs)
+    document = build_document(plan, settings, resolution.refs, mark="5001/MW1")
     assert [line["GLAccount"] for line in document.lines] == ["gl-group"]
 
 
@@ -214,7 +217,7 @@ async def test_sales_entries_remember_an_sku_that_is_not_an_exact_item(
     second = await resolve_refs(exact, plan, settings, {**known, **first.learned})
     assert items.call_count == 1
     assert first.learned == {("item_revenue", "POSTER-NEW"): ""}
-    assert build_document(plan, settings, second.refs).lines[0]["GLAccount"] == "gl-8000"
+    assert build_document(plan, settings, second.refs, mark="5001/MW1").lines[0]["GLAccount"] == "gl-8000"
 
 
 async def test_the_collective_account_is_found_by_its_padded_code_or_used_as_an_id(
@@ -276,7 +279,7 @@ async def test_the_direct_invoice_warehouse_is_resolved_from_its_code_once(
     assert (first.refs.warehouse, first.learned) == (GUID, {("warehouse", "1"): GUID})
     second = await resolve_refs(exact, plan, settings, {**known, **first.learned})
     assert (second.refs.warehouse, warehouses.call_count) == (GUID, 1)
-    assert build_document(plan, settings, second.refs).payload["Warehouse"] == GUID
+    assert build_document(plan, settings, second.refs, mark="5001/MW1").payload["Warehouse"] == GUID
 
 
 async def test_a_warehouse_given_as_an_id_needs_no_look_up_and_an_unknown_code_is_named(

@@ -1,5 +1,6 @@
-"""Booking calls on Exact Online: find or create accounts and items, find a document by YourRef, create sales entries,
-invoices (+ PrintedSalesInvoices) and orders. Built on ExactClient.get_all/post; no SQL, no retries.
+"""Booking calls on Exact Online: find or create accounts and items, find a document by YourRef and mark (and adopt
+only this order's), create sales entries, invoices (+ PrintedSalesInvoices) and orders. Built on
+ExactClient.get_all/post; no SQL, no retries.
 
 `resolve_refs()` turns a booking plan into the Exact ids its document needs, using ids the job already knows (stored
 links) first and paying a look-up only for what is new; it returns the links it learned so the job can store them.
@@ -17,11 +18,13 @@ from typing import Any, Protocol
 
 from gateway.booking import (
     DIRECT_SALES_INVOICE,
+    DUPLICATE_MARK,
     MISSING_ITEM,
     SALES_ENTRY,
     SALES_INVOICE,
     SALES_ORDER,
     SETTINGS,
+    UNMARKED_DOCUMENT,
     BookingError,
     BookingPlan,
     Customer,
@@ -29,7 +32,7 @@ from gateway.booking import (
     gl_codes_needed,
     items_needed,
 )
-from gateway.booking_documents import Document, ExactRefs
+from gateway.booking_documents import Document, ExactRefs, is_gateway_mark
 from gateway.clients.errors import PermanentApiError
 from gateway.clients.exact import ExactAccount, ExactClient, ExactItem
 from gateway.clients.exact_odata import odata_quote
@@ -69,6 +72,7 @@ class ExactDocument:
     number: str
     status: int | None
     your_ref: str
+    payment_reference: str = ""
 
     @classmethod
     def from_api(cls, document_type: str, data: Mapping[str, Any]) -> ExactDocument:
@@ -84,6 +88,7 @@ class ExactDocument:
             number="" if number in (None, "", 0) else str(number).strip(),
             status=None if status in (None, "") else int(status),
             your_ref=str(data.get("YourRef") or "").strip(),
+            payment_reference=str(data.get("PaymentReference") or "").strip(),
         )
 
     @property
@@ -101,17 +106,67 @@ class ExactPrintResult:
     email_sent: bool
 
 
-async def find_document(
-    client: ExactClient, *, document_type: str, your_ref: str, journal: str = ""
-) -> ExactDocument | None:
-    """The booking carrying `your_ref` (the shop order number), or None: Exact's stand-in for an idempotency key."""
+# More than this many documents with one order number in one journal is itself a reason to stop and look.
+FIND_LIMIT = 10
+
+
+async def find_documents(
+    client: ExactClient, *, document_type: str, your_ref: str, mark: str, journal: str = ""
+) -> list[ExactDocument]:
+    """Bookings that carry `your_ref` (the shop order number) or `mark` (PaymentReference), in one GET: Exact's
+    stand-in for an idempotency key. Which of them, if any, is this order's is `own_document`'s call."""
     endpoint = _ENDPOINTS[document_type]
-    select = [endpoint.id_field, endpoint.number_field, "YourRef", *(["Status"] if endpoint.selects_status else [])]
-    filter_ = f"YourRef eq {odata_quote(your_ref)}"
+    select = [
+        endpoint.id_field,
+        endpoint.number_field,
+        "YourRef",
+        "PaymentReference",
+        *(["Status"] if endpoint.selects_status else []),
+    ]
+    filter_ = f"(YourRef eq {odata_quote(your_ref)} or PaymentReference eq {odata_quote(mark)})"
     if endpoint.filters_journal and journal.strip():
         filter_ += f" and Journal eq {odata_quote(journal.strip())}"
-    rows = await client.get_all(endpoint.path, select=select, filter=filter_, top=1)
-    return ExactDocument.from_api(document_type, rows[0]) if rows else None
+    rows = await client.get_all(endpoint.path, select=select, filter=filter_, top=FIND_LIMIT)
+    return [ExactDocument.from_api(document_type, row) for row in rows]
+
+
+def own_document(documents: Sequence[ExactDocument], *, order_number: str, mark: str) -> ExactDocument | None:
+    """The one document among `documents` that carries this order's `mark`, or None when none may be this order's.
+
+    Adoption is proof, not a guess: a document is adopted only when its PaymentReference is this integration's mark
+    for this order. Raises NeedsReview when the look-up is not proof either way: two documents carry the mark, or a
+    document with the order number carries no gateway mark at all (typed by hand, or made before marks existed).
+    A document with another integration's mark is another shop's order with the same number: not this one's.
+    """
+    own = [d for d in documents if d.payment_reference == mark]
+    if len(own) == 1:
+        return own[0]
+    if len(own) > 1:
+        raise NeedsReview(order_number, own, marked=True)
+    unmarked = [d for d in documents if not is_gateway_mark(d.payment_reference)]
+    if unmarked:
+        raise NeedsReview(order_number, unmarked, marked=False)
+    return None
+
+
+class NeedsReview(BookingError):
+    """Exact holds document(s) that may be this order's booking, but not as proof: a person decides."""
+
+    def __init__(self, order_number: str, documents: Sequence[ExactDocument], *, marked: bool) -> None:
+        numbers = ", ".join(d.number or d.id for d in documents)
+        kind = DUPLICATE_MARK if marked else UNMARKED_DOCUMENT
+        if marked:
+            message = (
+                f"Exact holds {len(documents)} documents marked as order {order_number} ({numbers}); keep one, "
+                "delete the others in Exact, then retry the order"
+            )
+        else:
+            message = (
+                f"Exact already holds {numbers} with reference {order_number}, not made by the gateway for this shop; "
+                "check it in Exact: if it is this order, mark the order as ignored, else delete it and retry"
+            )
+        super().__init__(kind, message, attention=True, params={"order": order_number, "documents": numbers})
+        self.documents = tuple(documents)
 
 
 async def create_document(client: ExactClient, document: Document) -> ExactDocument:

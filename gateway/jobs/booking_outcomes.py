@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,18 +131,28 @@ async def give_up(
     *,
     attention: bool = False,
     categories: tuple[str, ...] = (),
+    params: Mapping[str, str] | None = None,
+    state: str | None = None,
 ) -> str:
-    """A permanent fault: recorded with a message for the shop owner, not retried; resumes when the cause is fixed."""
-    ids = {"integration_id": attempt.integration.id, "order_sync_id": attempt.sync.id}
+    """A permanent fault: recorded with a message for the shop owner (and the figures it names, `params`), not
+    retried; resumes when the cause is fixed. `state` defaults to needs_attention or failed by `attention`."""
+    state = state or ("needs_attention" if attention else "failed")
     async with engine.begin() as conn:
         await record_progress(conn, attempt)
         for category in categories:
             await note_vat_category_seen(conn, integration_id=attempt.integration.id, category=category)
-        mark = orders.mark_needs_attention if attention else orders.mark_failed
-        await mark(conn, **ids, error_kind=kind, message=message)
+        await orders.mark_failed(
+            conn,
+            integration_id=attempt.integration.id,
+            order_sync_id=attempt.sync.id,
+            error_kind=kind,
+            message=message,
+            params=dict(params or {}),
+            state=state,
+        )
         await record_attempt(conn, attempt, "permanent", message)
     logger.info("order %s not booked (%s): %s", attempt.sync.order_number, kind, message)
-    return f"{'needs attention' if attention else 'failed'}: {message}"
+    return f"{state.replace('_', ' ')}: {message}"
 
 
 async def auth_lost(engine: AsyncEngine, attempt: BookingAttempt, error: AuthError) -> str:

@@ -2,8 +2,10 @@
 
 Exactly once (docs/booking.md): the order's sync row is the lock (a claim with a lease, one job at a time per order)
 and the record (the Exact document id/number are stored in the transaction that marks it booked, with the attempt).
-Exact has no idempotency key, so whenever an earlier attempt may have reached Exact (it sent the document, or it left
-no record because its worker died) the job first looks the order up by YourRef and adopts what it finds. The core
+Exact has no idempotency key, so every document carries a mark (order number + integration, `booking_mark`) and
+whenever an earlier attempt may have reached Exact (it sent the document, or it left no record because its worker
+died) the job first looks the order up and adopts only a document with its mark; anything short of that proof stops
+the order as `needs_review`. The core
 never holds a database transaction while it talks to an API. A customer account or item the booking may create is
 found or created under a Redis lock per record (`_LinkLocks`), so concurrent orders of one new customer make one.
 How a try that books nothing ends, what every try records, and the retry policy live in jobs/booking_outcomes.py.
@@ -27,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import booking
 from gateway.booking import BookingError, plan_booking
-from gateway.booking_documents import build_document, finalize_payload, summarize
+from gateway.booking_documents import booking_mark, build_document, finalize_payload, summarize
 from gateway.clients.errors import AuthError, PermanentApiError, TransientApiError
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import (
@@ -35,8 +37,9 @@ from gateway.clients.exact_documents import (
     LinkKey,
     create_document,
     finalize_invoice,
-    find_document,
+    find_documents,
     link_keys,
+    own_document,
     resolve_refs,
 )
 from gateway.clients.exact_responses import VENDOR as EXACT
@@ -139,7 +142,9 @@ async def book_order(
     try:
         return await _book(services, claim)
     except BookingError as e:
-        return await give_up(services.engine, claim, e.kind, str(e), attention=e.attention, categories=e.categories)
+        return await give_up(
+            services.engine, claim, e.kind, str(e), categories=e.categories, params=e.params, state=e.state
+        )
     except AuthError as e:
         return await auth_lost(services.engine, claim, e)
     except TransientApiError as e:
@@ -195,10 +200,16 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
     attempt.calls_before = exact.calls
     shop = await services.open_shop(integration)
     attempt.order = order = await shop.get_order(sync.order_number)
+    mark = booking_mark(integration.id, order.number)
     if attempt.ambiguous:
-        existing = await find_document(
-            exact, document_type=settings.insertion_type, your_ref=order.number, journal=settings.journal_code
+        found = await find_documents(
+            exact,
+            document_type=settings.insertion_type,
+            your_ref=order.number,
+            mark=mark,
+            journal=settings.journal_code,
         )
+        existing = own_document(found, order_number=order.number, mark=mark)  # raises NeedsReview when unsure
         if existing is not None:
             attempt.document = existing
             return await _complete(services, attempt, existing, "adopted")
@@ -214,7 +225,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
     gate = _LinkLocks(services.engine, services.redis, integration.id)
     resolution = await resolve_refs(exact, plan, settings, known, gate)
     attempt.used_links, attempt.learned = resolution.used, resolution.learned
-    document = build_document(plan, settings, resolution.refs)
+    document = build_document(plan, settings, resolution.refs, mark=mark)
     attempt.summary = summarize(document)
     attempt.sent = True
     try:

@@ -1,0 +1,333 @@
+"""Books you can trust: a document is adopted only with this integration's mark, amounts are cents at the boundary,
+VAT sits only on a code of the rate charged, created items come from the settings, credits carry the right sign and
+reference. Bookings go through the real job core into the sandbox Exact over HTTP, on the real database and Redis."""
+
+import asyncio
+import copy
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from arq.connections import ArqRedis
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway import tables
+from gateway.booking_documents import booking_mark
+from gateway.clients.exact import ExactClient
+from gateway.clock import utcnow
+from gateway.crypto import Cipher
+from gateway.exact_auth import store_tokens
+from gateway.exact_oauth import ExactTokens
+from gateway.jobs.sync_order import BookingServices, book_order, services_from_context
+from gateway.sandbox.exact import Faults, create_exact_sandbox
+from gateway.settings import Settings
+from gateway.store import credentials, notices, orders
+from gateway.store.integrations import (
+    Integration,
+    IntegrationSettings,
+    create_integration,
+    get_integration_or_raise,
+    save_vat_mapping,
+    update_integration,
+)
+from tests.conftest import load_payload
+
+pytestmark = pytest.mark.anyio
+DIVISION = 234567  # the sandbox's wholesale administration (direct sales invoices too), journal 70
+SHOP_TOKEN = "trust-shop-token-0001"
+MAPPINGS = {
+    "NL-21": ("2", "8000"),
+    "NL-9": ("1", "8010"),
+    "NL-0": ("0", "8020"),
+    "EU-B2B": ("4", "8030"),
+    "EXPORT": ("6", "8020"),
+    "OSS-DE-19": ("D1", None),
+    "OSS-DE-7": ("D2", None),
+}
+BOOKING = IntegrationSettings(
+    selected_statuses=(2, 3),
+    journal_code="70",
+    oss_revenue_account="8040",
+    create_items=True,
+    shipping_item="VERZEND",
+    costs_item="BETAALKOSTEN",
+    discount_item="KORTING",
+    shipping_gl_account="8050",
+    discount_gl_account="8060",
+    warehouse="5f0b8c1e-0000-4000-8000-000000000001",
+)
+ENTITY = {
+    "sales_entry": "SalesEntries",
+    "sales_invoice": "SalesInvoices",
+    "direct_sales_invoice": "SalesInvoices",
+    "sales_order": "SalesOrders",
+}
+ID_FIELD = {"SalesEntries": "EntryID", "SalesInvoices": "InvoiceID", "SalesOrders": "OrderID"}
+
+
+class _Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+@dataclass
+class Sandbox:
+    app: Any
+    http: httpx.AsyncClient
+    tokens: ExactTokens
+    exact: ExactClient  # a direct client, for what an accountant types by hand
+
+    def documents(self, entity: str) -> list[dict[str, Any]]:
+        return list(self.app.state.sandbox.divisions[DIVISION].rows[entity])
+
+
+@pytest.fixture
+async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
+    app = create_exact_sandbox(faults_enabled=True, minutely_limit=100_000, daily_limit=1_000_000)
+    redirect = "http://testserver/exact/callback"
+    code = app.state.sandbox.tokens.new_code("test-client-id", redirect)
+    status, body = app.state.sandbox.tokens.exchange(
+        {"code": code, "client_id": "test-client-id", "redirect_uri": redirect}
+    )
+    assert status == 200, body
+    tokens = ExactTokens(body["access_token"], body["refresh_token"], int(body["expires_in"]), utcnow())
+    host = settings.exact_hosts["nl"]
+    async with httpx.AsyncClient(mounts={host: httpx.ASGITransport(app=app)}) as http:
+        exact = ExactClient(http, host=host, division=DIVISION, auth=_Bearer(tokens.access_token))
+        for item, description in (("BETAALKOSTEN", "Betaalkosten"), ("KORTING", "Korting")):
+            await exact.post("logistics/Items", {"Code": item, "Description": description, "IsSalesItem": True})
+        yield Sandbox(app, http, tokens, exact)
+
+
+@pytest.fixture
+def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
+    """Shop orders by number, served like Mijnwebwinkel's GET /orders/{number} (one token for every test shop)."""
+    served: dict[str, dict[str, Any]] = {}
+
+    def order(request: httpx.Request, number: str) -> httpx.Response:
+        if number not in served:
+            return httpx.Response(404, json={"title": "Not found", "status": 404})
+        return httpx.Response(200, json=served[number])
+
+    mww_api.get(path__regex=r"/orders/(?P<number>[^/?]+)$").mock(side_effect=order)
+    return served
+
+
+def services_for(engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox) -> BookingServices:
+    fast = dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
+    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": sandbox.http}
+    return services_from_context({**ctx, "redis": redis})
+
+
+async def shop_integration(
+    engine: AsyncEngine,
+    settings: Settings,
+    sandbox: Sandbox,
+    booking: IntegrationSettings = BOOKING,
+    mappings: dict[str, tuple[str, str | None]] = MAPPINGS,
+) -> Integration:
+    """An active integration booking into the sandbox's administration (every test shop shares it)."""
+    cipher = Cipher(settings.encryption_keys)
+    async with engine.begin() as conn:
+        account = await conn.execute(
+            tables.account.insert()
+            .values(email=f"owner-{utcnow().timestamp()}@shop.test", password_hash="x", created_at=utcnow())
+            .returning(tables.account.c.id)
+        )
+        integration = await create_integration(conn, account_id=int(account.scalar_one()), name="Shop")
+        await update_integration(
+            conn,
+            integration_id=integration.id,
+            state="active",
+            shop_country="NL",
+            shop_connection="connected",
+            exact_country="nl",
+            exact_division=DIVISION,
+            exact_connection="connected",
+            settings=booking,
+        )
+        await credentials.save_credential(
+            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
+        )
+        await store_tokens(conn, integration_id=integration.id, tokens=sandbox.tokens, cipher=cipher)
+        for category, (code, gl) in mappings.items():
+            await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
+        return await get_integration_or_raise(conn, integration_id=integration.id)
+
+
+async def queue(engine: AsyncEngine, integration: Integration, number: str) -> int:
+    async with engine.begin() as conn:
+        outcome = await notices.record_notice(
+            conn,
+            integration_id=integration.id,
+            order_number=number,
+            status_id=2,
+            source="poller",
+            dedupe_key=f"{number}:2",
+            selected_statuses=(2, 3),
+        )
+    assert outcome.order_sync_id is not None
+    return outcome.order_sync_id
+
+
+def serve(shop: dict[str, Any], name: str, number: str, **changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(load_payload(f"order_{name}"))
+    data.update(number=number, **changes)
+    shop[number] = data
+    return data
+
+
+async def row(engine: AsyncEngine, order_sync_id: int) -> orders.OrderSync:
+    async with engine.connect() as conn:
+        found = await orders.get_sync_for_job(conn, order_sync_id=order_sync_id)
+    assert found is not None
+    return found
+
+
+async def died_without_a_record(engine: AsyncEngine, order_sync_id: int) -> None:
+    """What a worker killed before it could record anything leaves: a claim (attempts + 1), no attempt row."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(tables.order_sync)
+            .where(tables.order_sync.c.id == order_sync_id)
+            .values(attempts=tables.order_sync.c.attempts + 1)
+        )
+
+
+async def killed_after_exact_stored(
+    services: BookingServices, engine: AsyncEngine, sandbox: Sandbox, order_sync_id: int, entity: str
+) -> dict[str, Any]:
+    """Exact creates the document, the job dies before it hears the answer (no record); its lease runs out.
+    Returns the document Exact stored."""
+    before = len(sandbox.documents(entity))
+    sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode="timeout", hang_seconds=3600)
+    dying = asyncio.create_task(book_order(services, order_sync_id))
+    for _ in range(500):
+        if len(sandbox.documents(entity)) > before:
+            break
+        await asyncio.sleep(0.01)
+    dying.cancel()  # what arq's job timeout or a killed process does to a booking in flight
+    with pytest.raises(asyncio.CancelledError):
+        await dying
+    sandbox.app.state.sandbox.faults = Faults()
+    async with engine.begin() as conn:  # the lease runs out
+        await conn.execute(
+            update(tables.order_sync)
+            .where(tables.order_sync.c.id == order_sync_id)
+            .values(claimed_until=utcnow() - timedelta(seconds=1))
+        )
+    stored = sandbox.documents(entity)[before:]
+    assert len(stored) == 1, "Exact stored the document before the job died"
+    return stored[0]
+
+
+# ---------------------------------------------------------------- adoption is proof, not a guess
+
+
+@pytest.mark.parametrize("document_type", list(ENTITY))
+async def test_a_killed_booking_adopts_its_own_document_not_another_shops_with_the_same_number(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict, document_type: str
+) -> None:
+    booking = BOOKING.replace(insertion_type=document_type)
+    first, second = [await shop_integration(engine, settings, sandbox, booking) for _ in range(2)]
+    services = services_for(engine, settings, redis, sandbox)
+    serve(shop, "b2b_domestic", "6101")  # both shops have an order 6101; the shop client is one respx router
+    entity = ENTITY[document_type]
+    first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
+    assert (await book_order(services, first_sync)).startswith("booked: order 6101")
+    [theirs] = sandbox.documents(entity)
+    ours = await killed_after_exact_stored(services, engine, sandbox, second_sync, entity)
+    result = await book_order(services, second_sync)
+    assert result.startswith("adopted: order 6101"), result
+    booked = await row(engine, second_sync)
+    assert (booked.state, booked.exact_document_id) == ("booked", ours[ID_FIELD[entity]])
+    assert booked.exact_document_id != theirs[ID_FIELD[entity]]
+    assert (theirs["PaymentReference"], ours["PaymentReference"]) == (
+        booking_mark(first.id, "6101"),
+        booking_mark(second.id, "6101"),
+    )
+    assert {d["YourRef"] for d in sandbox.documents(entity)} == {"6101"}
+    assert len(sandbox.documents(entity)) == 2  # nothing posted again
+
+
+async def test_another_shops_document_is_no_reason_to_stop_or_adopt(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    first, second = [await shop_integration(engine, settings, sandbox) for _ in range(2)]
+    services = services_for(engine, settings, redis, sandbox)
+    serve(shop, "domestic", "6101")
+    first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
+    await book_order(services, first_sync)
+    await died_without_a_record(engine, second_sync)  # killed before its POST reached Exact
+    result = await book_order(services, second_sync)
+    assert result.startswith("booked: order 6101"), result
+    theirs, ours = sandbox.documents("SalesEntries")
+    assert (await row(engine, second_sync)).exact_document_id == ours["EntryID"] != theirs["EntryID"]
+
+
+async def post_entry(sandbox: Sandbox, your_ref: str, payment_reference: str = "") -> dict[str, Any]:
+    """A sales entry posted straight to Exact: what an accountant types, or what a dead job left behind."""
+    [customer] = await sandbox.exact.get_all("crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1)
+    [gl] = await sandbox.exact.get_all("financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1)
+    payload: dict[str, Any] = {
+        "Journal": "70",
+        "Customer": customer["ID"],
+        "YourRef": your_ref,
+        "SalesEntryLines": [{"GLAccount": gl["ID"], "AmountFC": 10, "VATCode": "2"}],
+    }
+    if payment_reference:
+        payload["PaymentReference"] = payment_reference
+    return await sandbox.exact.post("salesentry/SalesEntries", payload)
+
+
+async def test_a_hand_typed_document_with_the_order_number_stops_the_order_for_review(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    services = services_for(engine, settings, redis, sandbox)
+    serve(shop, "domestic", "6101")
+    sync_id = await queue(engine, integration, "6101")
+    typed = await post_entry(sandbox, "6101")  # an accountant's entry, or one made before documents had a mark
+    await died_without_a_record(engine, sync_id)
+    result = await book_order(services, sync_id)
+    stopped = await row(engine, sync_id)
+    number = str(typed["EntryNumber"])
+    assert (stopped.state, stopped.error_kind) == ("needs_review", "unmarked_document"), result
+    assert stopped.error_params == {"order": "6101", "documents": number}
+    assert number in (stopped.last_error or "")
+    assert (stopped.exact_document_id, stopped.booked_at) == (None, None)
+    assert len(sandbox.documents("SalesEntries")) == 1  # nothing booked by a guess
+
+
+async def test_two_documents_with_this_orders_mark_stop_the_order_for_review(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    services = services_for(engine, settings, redis, sandbox)
+    serve(shop, "domestic", "6101")
+    sync_id = await queue(engine, integration, "6101")
+    mark = booking_mark(integration.id, "6101")
+    twins = [await post_entry(sandbox, "6101", mark), await post_entry(sandbox, "6101", mark)]
+    await died_without_a_record(engine, sync_id)
+    await book_order(services, sync_id)
+    stopped = await row(engine, sync_id)
+    assert (stopped.state, stopped.error_kind) == ("needs_review", "duplicate_mark")
+    assert stopped.error_params == {"order": "6101", "documents": ", ".join(str(t["EntryNumber"]) for t in twins)}
+    assert len(sandbox.documents("SalesEntries")) == 2
+
+
+def test_the_mark_is_short_stable_and_names_integration_and_order() -> None:
+    assert booking_mark(1, "6101") == "6101/MW1"
+    assert booking_mark(36**4, "6101") == "6101/MW10000"
+    assert booking_mark(7, " 6101 ") == booking_mark(7, "6101") != booking_mark(8, "6101")
+    assert len(booking_mark(2**62, "9" * 12)) <= 32
