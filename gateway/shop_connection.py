@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.clients.errors import ApiError, TransientApiError
 from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient
 from gateway.clients.mijnwebwinkel_models import MwwOrderStatus, MwwStore
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.settings import Settings
 from gateway.store import credentials, status_cache
@@ -138,6 +139,7 @@ async def connect_shop(
             shop_connection="connected",
             shop_connection_error=None,
             last_poll_error=None,
+            next_poll_at=utcnow(),  # a (re)connected shop is polled at once, not after an earlier back-off
         )
     logger.info("shop token stored for integration %s", integration_id)
     return check

@@ -131,11 +131,11 @@ async def test_a_status_change_reaches_the_queue_through_the_poller(live: Live, 
     integration = await sandbox_shop(ctx)
     r = await http.post(f"{live.mww}/sandbox/orders/1009/status", json={"status": 3})
     assert r.status_code == 200
-    assert (await poll.poll_shops(ctx)) == "polled 1 shops, 1 ok"
+    assert (await poll.poll_shop(ctx, integration.id)) == "ok: 1 changes"  # the job the scheduler enqueues
     assert list(await queued(ctx)) == ["1009"]
     async with ctx["engine"].begin() as conn:
         await update_integration(conn, integration_id=integration.id, next_poll_at=None)
-    await poll.poll_shops(ctx)  # the overlap window sees the change again; nothing new is recorded
+    await poll.poll_shop(ctx, integration.id)  # the overlap window sees the change again; nothing new is recorded
     assert await ctx["redis"].zcard("arq:queue") == 1
     async with ctx["engine"].connect() as conn:
         events = (await conn.execute(select(tables.order_event.c.id))).all()

@@ -5,6 +5,7 @@ import httpx
 import pytest
 import respx
 from arq.connections import ArqRedis
+from arq.worker import FailedJobs
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Secret
@@ -18,7 +19,12 @@ from gateway.queue import QUEUE_DEFAULT
 from gateway.sandbox import mijnwebwinkel as sandbox
 from gateway.settings import Settings
 from gateway.store import credentials, orders
-from gateway.store.integrations import Integration, get_integration_or_raise, update_integration
+from gateway.store.integrations import (
+    Integration,
+    claim_due_integrations,
+    get_integration_or_raise,
+    update_integration,
+)
 from tests.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +65,12 @@ async def reload(ctx: dict, integration: Integration) -> Integration:
 async def rows(engine: AsyncEngine, table) -> int:  # type: ignore[no-untyped-def]
     async with engine.connect() as conn:
         return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def poll_due_shops(ctx: dict, make_worker) -> int:  # type: ignore[no-untyped-def]
+    """What the workers do each tick: the scheduler cron enqueues, a burst worker runs the poll jobs."""
+    await poll.poll_shops(ctx)
+    return int(await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check())
 
 
 def change(number: int, status: int, at: str) -> dict:
@@ -161,7 +173,9 @@ async def test_a_transient_fault_on_one_page_is_retried_within_the_round(ctx, mw
     assert route.call_count == 3
 
 
-async def test_failures_back_off_exponentially_and_never_crash_the_cron(ctx, mww_api: respx.MockRouter) -> None:
+async def test_failures_back_off_exponentially_and_never_delay_another_shop(
+    ctx, mww_api: respx.MockRouter, make_worker, monkeypatch
+) -> None:
     broken = await shop(ctx)
     healthy = await shop(ctx)
     mww_api.get("/orders").mock(
@@ -173,11 +187,13 @@ async def test_failures_back_off_exponentially_and_never_crash_the_cron(ctx, mww
         await credentials.save_credential(
             conn, integration_id=broken.id, kind=credentials.SHOP_TOKEN, secret="broken-token-01", cipher=ctx["cipher"]
         )
-    summary = await poll.poll_shops(ctx)
-    assert summary == "polled 2 shops, 1 ok"
+    assert await poll.poll_shops(ctx) == "claimed 2 due shops, enqueued 2 polls"
+    assert await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check() == 2
     first = await reload(ctx, broken)
     pause1 = first.next_poll_at - first.last_polled_at
     assert timedelta(seconds=50) <= pause1 <= timedelta(seconds=60)
+    due = first.next_poll_at
+    monkeypatch.setattr(poll, "utcnow", lambda: due)  # the next round runs when the back-off says so
     second_round = await poll.poll_integration(ctx, first)
     assert second_round.outcome == "error"
     second = await reload(ctx, broken)
@@ -186,7 +202,7 @@ async def test_failures_back_off_exponentially_and_never_crash_the_cron(ctx, mww
     assert (await reload(ctx, healthy)).last_poll_error is None
 
 
-async def test_a_refused_token_stops_polling_until_the_owner_acts(ctx, mww_api: respx.MockRouter) -> None:
+async def test_a_refused_token_stops_polling_until_the_owner_acts(ctx, mww_api: respx.MockRouter, make_worker) -> None:
     integration = await shop(ctx)
     route = mww_api.get("/orders").respond(401, json={"title": "Invalid token"})
     result = await poll.poll_integration(ctx, integration)
@@ -194,7 +210,7 @@ async def test_a_refused_token_stops_polling_until_the_owner_acts(ctx, mww_api: 
     after = await reload(ctx, integration)
     assert after.shop_connection == "error"
     assert "does not accept this token" in after.shop_connection_error
-    await poll.poll_shops(ctx)
+    assert await poll_due_shops(ctx, make_worker) == 0
     assert route.call_count == 1
 
 
@@ -208,19 +224,21 @@ async def test_a_refused_token_stops_polling_until_the_owner_acts(ctx, mww_api: 
         pytest.param({"next_poll_at": timedelta(minutes=5)}, False, id="not-yet"),
     ],
 )
-async def test_only_due_active_connected_shops_are_polled(ctx, mww_api: respx.MockRouter, columns, due) -> None:
+async def test_only_due_active_connected_shops_are_polled(
+    ctx, mww_api: respx.MockRouter, make_worker, columns, due
+) -> None:
     await shop(ctx, **{k: utcnow() + v if isinstance(v, timedelta) else v for k, v in columns.items()})
     route = mww_api.get("/orders").respond(json=[])
-    await poll.poll_shops(ctx)
+    assert await poll_due_shops(ctx, make_worker) == int(due)
     assert route.called is due
 
 
-async def test_service_levels_set_the_interval(ctx, mww_api: respx.MockRouter) -> None:
+async def test_service_levels_set_the_interval(ctx, mww_api: respx.MockRouter, make_worker) -> None:
     basic = await shop(ctx, service_level="basic")
     premium = await shop(ctx, service_level="premium")
     mww_api.get("/orders").respond(json=[])
     started = utcnow()
-    await poll.poll_shops(ctx)
+    assert await poll_due_shops(ctx, make_worker) == 2
     assert (await reload(ctx, basic)).next_poll_at - started > timedelta(minutes=119)
     assert (await reload(ctx, premium)).next_poll_at - started < timedelta(seconds=61)
 
@@ -294,3 +312,70 @@ async def test_an_order_changing_while_the_poller_pages_is_not_missed(ctx, monke
     assert second.outcome == "ok"
     assert caught is not None
     assert (caught.state, caught.status_id) == ("queued", 2)
+
+
+async def test_the_scheduler_claims_due_shops_in_batches_and_enqueues_one_job_each(ctx, monkeypatch) -> None:
+    monkeypatch.setattr(poll, "CLAIM_BATCH", 2)
+    due = [await shop(ctx) for _ in range(3)]
+    await shop(ctx, next_poll_at=utcnow() + timedelta(minutes=5))
+    await shop(ctx, state="paused")
+    assert await poll.poll_shops(ctx) == "claimed 3 due shops, enqueued 3 polls"
+    queued = {job.job_id for job in await ctx["redis"].queued_jobs()}
+    assert queued == {f"poll_shop:{i.id}" for i in due}
+    for integration in due:  # claimed: not due again until the round ends or the claim runs out
+        assert (await reload(ctx, integration)).next_poll_at > utcnow() + poll.CLAIM_LEASE - timedelta(seconds=30)
+    assert await poll.poll_shops(ctx) == "claimed 0 due shops, enqueued 0 polls"
+
+
+async def test_a_claim_whose_job_was_lost_runs_out(ctx) -> None:
+    integration = await shop(ctx)
+    now = utcnow()
+    later = now + poll.CLAIM_LEASE + timedelta(seconds=1)
+    async with ctx["engine"].begin() as conn:
+        assert await claim_due_integrations(conn, now=now, lease_until=now + poll.CLAIM_LEASE, limit=10) == [
+            integration.id
+        ]
+        assert await claim_due_integrations(conn, now=now, lease_until=now + poll.CLAIM_LEASE, limit=10) == []
+        assert await claim_due_integrations(conn, now=later, lease_until=later, limit=10) == [integration.id]
+
+
+async def test_a_shop_is_never_queued_twice_and_its_job_id_is_free_after_the_round(
+    ctx, mww_api: respx.MockRouter, make_worker
+) -> None:
+    integration = await shop(ctx)
+    mww_api.get("/orders").respond(json=[])
+    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 1
+    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 0
+    assert await ctx["redis"].zcard(QUEUE_DEFAULT) == 1
+    assert await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check() == 1
+    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 1
+
+
+async def test_a_shop_whose_round_crashes_does_not_stop_the_others(ctx, mww_api: respx.MockRouter, make_worker) -> None:
+    crashing, healthy = await shop(ctx), await shop(ctx)
+    async with ctx["engine"].begin() as conn:
+        await credentials.save_credential(
+            conn, integration_id=crashing.id, kind=credentials.SHOP_TOKEN, secret="crash-token-01", cipher=ctx["cipher"]
+        )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "crash" in request.url.params["token"]:
+            raise RuntimeError("a bug in one shop's round")
+        return httpx.Response(200, json=[])
+
+    mww_api.get("/orders").mock(side_effect=answer)
+    await poll.poll_shops(ctx)
+    with pytest.raises(FailedJobs):
+        await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check()
+    assert (await reload(ctx, healthy)).last_polled_at is not None
+    assert (await reload(ctx, crashing)).last_polled_at is None
+
+
+async def test_a_shop_paused_after_its_claim_is_not_polled(ctx, mww_api: respx.MockRouter, make_worker) -> None:
+    integration = await shop(ctx)
+    route = mww_api.get("/orders").respond(json=[])
+    await poll.poll_shops(ctx)
+    async with ctx["engine"].begin() as conn:
+        await update_integration(conn, integration_id=integration.id, state="paused")
+    assert await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check() == 1
+    assert not route.called

@@ -1,9 +1,11 @@
-"""The poller: an arq cron (every minute) that reads each connected shop's order status changes into the pipeline.
+"""The poller: a scheduler cron claims the shops that are due in SQL and enqueues one `poll_shop` job per shop, which
+any worker runs: a round that reads the shop's order status changes into the pipeline.
 
 Mijnwebwinkel has no webhooks, so this is how real shops are served. Per shop it lists orders whose status changed
 since the stored cursor minus an overlap window (the API's times have no zone, and an order that changes while the
 pages are read can slip behind the offset), pages to the end, records every change through the notice pipeline
-(duplicates are absorbed by dedupe keys), and only then advances the cursor. Guarantees: docs/mijnwebwinkel.md.
+(duplicates are absorbed by dedupe keys), and only then advances the cursor. Guarantees: docs/mijnwebwinkel.md;
+scale-out: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,9 +31,11 @@ from gateway.clients.mijnwebwinkel_models import MwwOrderChange
 from gateway.clock import utcnow
 from gateway.crypto import DecryptionError
 from gateway.logs import bind, log_context
+from gateway.pipeline import _ENQUEUE_SCRIPT as ENQUEUE_SCRIPT  # arq's uniqueness rule, many jobs per round trip
+from gateway.queue import QUEUE_DEFAULT, serialize
 from gateway.settings import Settings
 from gateway.shop_connection import mark_shop_refused
-from gateway.store.integrations import Integration, list_integrations, update_integration
+from gateway.store.integrations import Integration, claim_due_integrations, get_integration, update_integration
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +47,16 @@ MAX_PAGES = 200  # 20,000 changes in one round: beyond that the round fails loud
 PAGE_RETRY_DELAYS = (1.0, 3.0)
 MAX_INLINE_RETRY_AFTER = 5.0  # a 429 asking for a longer pause ends the round; back-off takes over
 BACKOFF_CAP = timedelta(hours=1)
-SHOPS_AT_ONCE = 8
 POLL_LOCK_SECONDS = 300
+POLL_SHOP = "poll_shop"
+POLL_JOB_TIMEOUT = 240
+# The scheduler runs every SCHEDULE_EVERY seconds and claims at most CLAIM_BATCH shops per statement, up to
+# MAX_BATCHES statements per run (40,000 shops a run: far more than the workers could take in one).
+SCHEDULE_EVERY = 10
+CLAIM_BATCH = 500
+MAX_BATCHES = 80
+# A claimed shop whose job never ran (Redis flushed, worker killed) is due again after this.
+CLAIM_LEASE = timedelta(seconds=POLL_JOB_TIMEOUT + 60)
 
 
 class PollIncomplete(ApiError):
@@ -65,12 +80,8 @@ def poll_interval(integration: Integration, settings: Settings) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def is_due(integration: Integration, now: datetime) -> bool:
-    return (
-        integration.state == "active"
-        and integration.shop_connection == "connected"
-        and (integration.next_poll_at is None or integration.next_poll_at <= now)
-    )
+def is_pollable(integration: Integration) -> bool:
+    return integration.state == "active" and integration.shop_connection == "connected"
 
 
 def window_start(cursor: str | None, now: datetime) -> str:
@@ -88,8 +99,8 @@ def window_start(cursor: str | None, now: datetime) -> str:
 
 def next_poll_after_success(integration: Integration, settings: Settings, started: datetime) -> datetime:
     interval = poll_interval(integration, settings)
-    # The cron fires on the minute; a little slack keeps a 60 s shop from slipping to every other tick.
-    return started + interval - min(timedelta(seconds=10), interval / 6)
+    # The scheduler claims due shops every SCHEDULE_EVERY seconds: half a tick early keeps the interval centred.
+    return started + interval - min(timedelta(seconds=SCHEDULE_EVERY / 2), interval / 6)
 
 
 def next_poll_after_failure(
@@ -97,39 +108,76 @@ def next_poll_after_failure(
 ) -> datetime:
     """Exponential back-off with jitter: the interval after a first failure, then double the previous pause, capped.
 
-    The previous pause is read from the row itself (next_poll_at - last_polled_at of the failed round before).
+    The previous pause is the time since the failed round before (`last_polled_at`): the row's `next_poll_at` holds
+    the scheduler's claim by now, not the pause that was planned.
     """
     interval = poll_interval(integration, settings)
     delay = interval
-    if integration.last_poll_error and integration.next_poll_at and integration.last_polled_at:
-        delay = max(interval, (integration.next_poll_at - integration.last_polled_at) * 2)
+    if integration.last_poll_error and integration.last_polled_at:
+        delay = max(interval, (started - integration.last_polled_at) * 2)
     delay = min(delay, max(BACKOFF_CAP, interval)) * random.uniform(0.85, 1.0)  # noqa: S311 - jitter, not crypto
     return started + max(delay, timedelta(seconds=retry_after or 0))
 
 
 async def poll_shops(ctx: dict[str, Any]) -> str:
-    """Cron entry point: poll every due shop, a few at a time. One shop's failure never stops the others."""
+    """Scheduler cron: claim the due shops in bounded batches and enqueue one `poll_shop` job each, after commit.
+
+    Each job id is `poll_shop:<integration id>`, so a shop whose job is still queued or running is not enqueued
+    twice; every worker takes these jobs, so one slow or failing shop delays no other.
+    """
     engine: AsyncEngine = ctx["engine"]
-    now = utcnow()
-    async with engine.connect() as conn:
-        due = [i for i in await list_integrations(conn) if is_due(i, now)]
-    gate = asyncio.Semaphore(SHOPS_AT_ONCE)
+    claimed = enqueued = 0
+    for _ in range(MAX_BATCHES):
+        now = utcnow()
+        async with engine.begin() as conn:
+            ids = await claim_due_integrations(conn, now=now, lease_until=now + CLAIM_LEASE, limit=CLAIM_BATCH)
+        claimed += len(ids)
+        enqueued += await enqueue_polls(ctx["redis"], ids)
+        if len(ids) < CLAIM_BATCH:
+            break
+    return f"claimed {claimed} due shops, enqueued {enqueued} polls"
 
-    async def one(integration: Integration) -> PollResult:
-        async with gate:
-            return await poll_integration(ctx, integration)
 
-    results = await asyncio.gather(*(one(i) for i in due), return_exceptions=True)
-    for integration, result in zip(due, results, strict=True):
-        if isinstance(result, BaseException):
-            # A bug or a database outage for one shop: log it with its traceback and carry on with the others.
-            logger.error("polling integration %s crashed", integration.id, exc_info=result)
-    ok = sum(1 for r in results if isinstance(r, PollResult) and r.outcome == "ok")
-    return f"polled {len(due)} shops, {ok} ok"
+def poll_job_id(integration_id: int) -> str:
+    return f"{POLL_SHOP}:{integration_id}"
+
+
+async def enqueue_polls(arq: ArqRedis, integration_ids: list[int]) -> int:
+    """Enqueue a `poll_shop` job per shop in one Redis round trip, with arq's own "already there" rule.
+
+    Redis being down is not an error: the claims run out (CLAIM_LEASE) and the shops are claimed again.
+    """
+    if not integration_ids:
+        return 0
+    now_ms = int(utcnow().timestamp() * 1000)
+    args: list[str | bytes | int] = []
+    for integration_id in integration_ids:
+        job_id = poll_job_id(integration_id)
+        payload = serialize_job(POLL_SHOP, (integration_id,), {}, None, now_ms, serializer=serialize)
+        args += [job_key_prefix + job_id, result_key_prefix + job_id, QUEUE_DEFAULT, job_id, now_ms]
+        args += [arq.expires_extra_ms, payload]
+    try:
+        return int(await arq.eval(ENQUEUE_SCRIPT, 0, *args))
+    except (TimeoutError, RedisError, OSError) as e:
+        logger.warning(
+            "could not enqueue %d poll jobs (%s); their claims run out", len(integration_ids), type(e).__name__
+        )
+        return 0
+
+
+async def poll_shop(ctx: dict[str, Any], integration_id: int) -> str:
+    """Job: one poll round for one shop, unless it was paused or disconnected since it was claimed."""
+    async with ctx["engine"].connect() as conn:
+        integration = await get_integration(conn, integration_id=integration_id)
+    if integration is None or not is_pollable(integration):
+        return "skipped: not active and connected"
+    result = await poll_integration(ctx, integration)
+    return f"{result.outcome}: {result.changes} changes"
 
 
 async def poll_integration(ctx: dict[str, Any], integration: Integration) -> PollResult:
-    """One round for one shop, under a Redis lock so overlapping cron runs never poll the same shop twice at once."""
+    """One round for one shop, under a Redis lock: whatever starts a round (a job run twice, the initial export's
+    hand-over), the same shop is never polled twice at once."""
     redis: Redis = ctx["redis"]
     token = bind(integration_id=integration.id)
     lock = redis.lock(f"mww:poll:{integration.id}", timeout=POLL_LOCK_SECONDS, blocking=False, thread_local=False)

@@ -109,11 +109,14 @@ def functions() -> list[Function | Any]:
     from arq.worker import func
 
     from gateway.jobs.initial_export import RUN_INITIAL_EXPORT, run_initial_export
+    from gateway.jobs.poll import POLL_JOB_TIMEOUT, POLL_SHOP, poll_shop
     from gateway.jobs.sync_order import JOB_MAX_TRIES, sync_order
 
     return [
         func(sync_order, name=SYNC_ORDER, max_tries=JOB_MAX_TRIES),
         func(run_initial_export, name=RUN_INITIAL_EXPORT, max_tries=10),
+        # No result kept, so the job id is free for the next round; a crashed round is the scheduler's to repeat.
+        func(poll_shop, name=POLL_SHOP, max_tries=1, keep_result=0, timeout=POLL_JOB_TIMEOUT),
     ]
 
 
@@ -122,13 +125,13 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
 
     from gateway.exact_auth import refresh_idle_exact_tokens
     from gateway.jobs.invoice_numbers import backfill_invoice_numbers
-    from gateway.jobs.poll import poll_shops
+    from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
     from gateway.jobs.reconcile import reconcile_orders
     from gateway.notifications import notify_owners
 
     return [
-        # Every minute; each shop is polled when its own next_poll_at (service level, back-off) says so.
-        cron(poll_shops, name="poll_shops", second={0}, timeout=240, run_at_startup=True),
+        # Claims the shops whose next_poll_at (service level, back-off) passed; poll_shop jobs do the polling.
+        cron(poll_shops, name="poll_shops", second=set(range(0, 60, SCHEDULE_EVERY)), timeout=60, run_at_startup=True),
         cron(reconcile_orders, name="reconcile_orders", second={30}, timeout=120, run_at_startup=True),
         cron(notify_owners, name="notify_owners", minute=set(range(0, 60, 5)), run_at_startup=False),
         # Processed invoices' numbers, read back in batches while the budget has room (docs/booking.md).
