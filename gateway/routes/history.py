@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.booking_reasons import describe_failure
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
 from gateway.i18n import N_, Message
@@ -36,11 +37,14 @@ STATE_FILTERS: dict[str, tuple[str, ...]] = {
     "retrying": ("retrying",),
     "failed": ("failed",),
     "needs_attention": ("needs_attention",),
+    "needs_review": ("needs_review",),
     "skipped": ("skipped",),
     "ignored": ("ignored",),
 }
-RETRYABLE = ("failed", "retrying", "needs_attention", "skipped", "ignored")
-IGNORABLE = ("queued", "retrying", "failed", "needs_attention", "skipped")
+RETRYABLE = ("failed", "retrying", "needs_attention", "needs_review", "skipped", "ignored")
+IGNORABLE = ("queued", "retrying", "failed", "needs_attention", "needs_review", "skipped")
+# States whose row shows why the order was not booked (`describe_failure`).
+FAILURE_STATES = ("failed", "retrying", "needs_attention", "needs_review")
 
 
 def exact_document_url(integration: Integration, sync: orders.OrderSync, exact_hosts: Any) -> str | None:
@@ -134,6 +138,8 @@ async def history(request: Request) -> Response:
         "state_filters": STATE_FILTERS,
         "statuses": statuses,
         "describe_reason": describe_reason,
+        "describe_failure": describe_failure,
+        "failure_states": FAILURE_STATES,
         "tab": "history",
     }
     return render(request, "history/list.html", context, status_code=400 if errors else 200)
@@ -158,6 +164,9 @@ async def history_detail(request: Request) -> Response:
         "can_ignore": sync.state in IGNORABLE,
         "statuses": statuses,
         "reason": describe_reason(sync.reason, statuses),
+        "failure": describe_failure(sync.error_kind, sync.error_params, sync.last_error)
+        if sync.state in FAILURE_STATES
+        else "",
         "tab": "history",
     }
     return render(request, "history/detail.html", context)
