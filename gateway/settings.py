@@ -61,6 +61,7 @@ class Settings:
     exact_daily_limit: int = 5000
     poll_interval_seconds: int = 60
     basic_poll_interval_seconds: int = 7200
+    retention_days: int = 400  # notices and attempts of settled orders older than this are deleted
     job_keep_result_seconds: int = 0
     metrics_token: Secret = Secret("")
     worker_metrics_port: int = 0
@@ -168,6 +169,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, var_dir: Path | N
         exact_daily_limit=integer("EXACT_DAILY_LIMIT", 5000, 1),
         poll_interval_seconds=integer("POLL_INTERVAL_SECONDS", 60, 1),
         basic_poll_interval_seconds=integer("BASIC_POLL_INTERVAL_SECONDS", 7200, 1),
+        retention_days=integer("RETENTION_DAYS", 400, 1),
         metrics_token=config("METRICS_TOKEN", cast=Secret, default=""),
         worker_metrics_port=integer("WORKER_METRICS_PORT", 0, 0, 65535),
         worker_metrics_host=config("WORKER_METRICS_HOST", default="0.0.0.0"),  # noqa: S104

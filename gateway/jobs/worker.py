@@ -127,6 +127,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     from gateway.jobs.invoice_numbers import backfill_invoice_numbers
     from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
     from gateway.jobs.reconcile import reconcile_orders
+    from gateway.jobs.retention import prune_history
     from gateway.notifications import notify_owners
 
     return [
@@ -143,6 +144,8 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
             timeout=240,
             run_at_startup=False,
         ),
+        # Old notices and attempts of settled orders, in small batches (RETENTION_DAYS, docs/operations.md).
+        cron(prune_history, name="prune_history", minute={43}, second={0}, timeout=600, run_at_startup=False),
         # Exact refresh tokens die after 30 idle days: renew quiet connections daily (docs/exact.md).
         cron(refresh_idle_exact_tokens, name="refresh_idle_exact_tokens", hour={3}, minute={17}, run_at_startup=False),
     ]
