@@ -19,6 +19,8 @@ from gateway.csrf import verify_csrf
 from gateway.exact_auth import complete_connection, forget_connection
 from gateway.exact_oauth import StateError, authorize_url, check_state, new_state
 from gateway.i18n import N_, Message
+from gateway.jobs.reconnect import EXACT, resume_after_reconnect
+from gateway.pages import flash
 from gateway.settings import EXACT_COUNTRIES
 from gateway.store.integrations import Integration
 
@@ -120,6 +122,9 @@ async def callback(request: Request) -> Response:
             N_("Connecting did not complete: %(reason)s. Try again in a moment.", reason=str(e)),
             integration_id=integration.id,
         )
+    queued = await resume_after_reconnect(app.engine, app.arq, integration_id=integration.id, side=EXACT)
+    if queued:
+        flash(request, N_("%(count)s orders that stopped for the lost connection are queued again.", count=queued))
     return RedirectResponse(f"/integrations/{integration.id}/setup", status_code=303)
 
 

@@ -21,6 +21,7 @@ from gateway.clock import local_now
 from gateway.csrf import verify_csrf
 from gateway.forms import Errors, Form
 from gateway.i18n import N_
+from gateway.jobs.reconnect import SHOP, resume_after_reconnect
 from gateway.pages import flash, optional_url, redirect, render
 from gateway.routes.dashboard import load_integration
 from gateway.service_levels import change_service_level, service_levels
@@ -118,6 +119,9 @@ async def setup_shop(request: Request) -> Response:
             async with state.engine.begin() as conn:
                 await update_integration(conn, integration_id=integration.id, name=check.name[:200])
         flash(request, N_("Connected to your shop %(name)s.", name=check.name))
+        queued = await resume_after_reconnect(state.engine, state.arq, integration_id=integration.id, side=SHOP)
+        if queued:
+            flash(request, N_("%(count)s orders that stopped for the lost connection are queued again.", count=queued))
         return after_save(request, integration, "shop", data.get("back"))
     return render(request, "setup/shop.html", context)
 
