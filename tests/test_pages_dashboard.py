@@ -71,7 +71,7 @@ async def test_the_dashboard_counts_orders_and_shows_sync_times(client: TestClie
     log_in(client, "dash@shop.test")
     page = client.get(f"/integrations/{shop_id}/dashboard").text
     assert "Booking is on" in page
-    for number, label in (("2", "booked today"), ("1", "failed"), ("1", "need your attention"), ("1", "waiting")):
+    for number, label in (("2", "booked today"), ("1", "failed"), ("2", "need your attention"), ("1", "waiting")):
         assert f"<strong>{number}</strong><span>{label}" in page, label
     assert "3 minutes ago" in page
     assert "New orders are picked up within a minute" in page

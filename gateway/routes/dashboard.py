@@ -33,6 +33,7 @@ from gateway.store import orders
 from gateway.store.integrations import Integration, create_integration, list_integrations, update_integration
 
 PENDING_STATES = ("queued", "booking", "retrying")
+ATTENTION_STATES = ("failed", "needs_attention")
 
 
 async def load_integration(request: Request, conn: AsyncConnection) -> Integration:
@@ -83,7 +84,9 @@ async def dashboard_numbers(conn: AsyncConnection, integration: Integration) -> 
         "booked_month": await orders.count_booked_since(conn, integration_id=integration.id, since=month),
         "pending": sum(by_state.get(s, 0) for s in PENDING_STATES),
         "failed": by_state.get("failed", 0),
-        "needs_attention": by_state.get("needs_attention", 0),
+        # Every order that will not book without the owner: failed ones too (a fix or a retry), not only those
+        # needing a decision; the number links to both.
+        "needs_attention": sum(by_state.get(s, 0) for s in ATTENTION_STATES),
     }
 
 
