@@ -269,7 +269,7 @@ def _split_lines(
     try:
         vats, targets = reconcile_vat(order)
     except AmountMismatch as e:
-        raise BookingError(TOTALS_MISMATCH, f"{e}; not booked so no wrong amount reaches Exact") from e
+        raise BookingError(TOTALS_MISMATCH, f"{e}; not booked so no wrong amount reaches Exact", params=e.params) from e
     sign = Decimal(-1) if order.is_credit and (order.total > 0 or incl_sum(order) > 0) else Decimal(1)
     lines = []
     for index, line in enumerate(order.lines):

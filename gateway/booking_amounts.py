@@ -14,7 +14,12 @@ CENT = Decimal("0.01")
 
 
 class AmountMismatch(ValueError):
-    """The shop's figures do not add up; the message says which, in words for the shop owner."""
+    """The shop's figures do not add up; the message names the two figures that differ (in cents, never equal when
+    printed), and `params` holds them for the pages (gateway/booking_reasons.py)."""
+
+    def __init__(self, message: str, **params: str) -> None:
+        super().__init__(message)
+        self.params = params
 
 
 def cents(value: Decimal) -> Decimal:
@@ -36,10 +41,13 @@ def reconcile_vat(order: MwwOrder) -> tuple[dict[tuple[int, int], Decimal], dict
     rate on the order, so the sum of the lines can differ by a cent or so: that residue goes, a cent at a time, to
     the largest lines of that rate. More than a cent per line is a real mismatch and stops the booking.
     """
-    incl = incl_sum(order)
-    if incl != order.total:
+    incl, total = cents(incl_sum(order)), cents(order.total)  # already cents from the boundary; compared as cents
+    if incl != total:
         raise AmountMismatch(
-            f"the lines of order {order.number} add up to {money(incl)} but the order total is {money(order.total)}"
+            f"the lines of order {order.number} add up to {money(incl)} but the order total is {money(total)}",
+            order=order.number,
+            lines=money(incl),
+            total=money(total),
         )
     vats: dict[tuple[int, int], Decimal] = {}
     by_rate: dict[Decimal, list[tuple[int, int, MwwTaxPrice]]] = defaultdict(list)
@@ -54,6 +62,9 @@ def reconcile_vat(order: MwwOrder) -> tuple[dict[tuple[int, int], Decimal], dict
         if rate not in by_rate and amount:
             raise AmountMismatch(
                 f"order {order.number} charges {money(amount)} VAT at {rate:f} % but no line has that rate",
+                order=order.number,
+                vat=money(amount),
+                rate=f"{rate:f}",
             )
     return vats, {rate: targets.get(rate, Decimal(0)) for rate in by_rate}
 
@@ -86,7 +97,11 @@ def _spread(
     if steps > len(prices) or residue != cents(residue):
         raise AmountMismatch(
             f"the VAT at {rate:f} % of order {order.number} is {money(target)} but its lines carry "
-            f"{money(target - residue)}"
+            f"{money(target - residue)}",
+            order=order.number,
+            rate=f"{rate:f}",
+            vat=money(target),
+            lines=money(target - residue),
         )
     step = CENT if residue > 0 else -CENT
     largest_first = sorted(prices, key=lambda p: (-abs(p[2].amount_including_tax), p[0], p[1]))

@@ -28,7 +28,7 @@ from gateway.booking import (
     PlannedLine,
     kind_gl,
 )
-from gateway.booking_amounts import money, unit_prices
+from gateway.booking_amounts import cents, money, unit_prices
 from gateway.store.integrations import IntegrationSettings
 from gateway.vat import describe_category, is_oss
 
@@ -253,12 +253,18 @@ def document_amounts(document: Document) -> tuple[Decimal, Decimal]:
 
 
 def _verify(plan: BookingPlan, document: Document) -> None:
+    """The payload adds up to the plan to the cent; the message names the figure that differs, both ways."""
     excl, vat = document_amounts(document)
-    if excl + vat != plan.total or vat != sum(plan.vat_by_rate.values(), Decimal(0)):
+    planned_vat = sum(plan.vat_by_rate.values(), Decimal(0))
+    what = f"the {plan.document_type.replace('_', ' ')} for order {plan.order_number}"
+    if cents(excl + vat) != cents(plan.total):
         raise BookingError(
             TOTALS_MISMATCH,
-            f"the {plan.document_type.replace('_', ' ')} for order {plan.order_number} would total "
-            f"{money(excl + vat)} (VAT {money(vat)}) instead of {money(plan.total)}; not booked",
+            f"{what} would total {money(excl + vat)} instead of {money(plan.total)}; not booked",
+        )
+    if cents(vat) != cents(planned_vat):
+        raise BookingError(
+            TOTALS_MISMATCH, f"{what} would carry {money(vat)} VAT instead of {money(planned_vat)}; not booked"
         )
 
 

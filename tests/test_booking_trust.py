@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -331,3 +332,155 @@ def test_the_mark_is_short_stable_and_names_integration_and_order() -> None:
     assert booking_mark(36**4, "6101") == "6101/MW10000"
     assert booking_mark(7, " 6101 ") == booking_mark(7, "6101") != booking_mark(8, "6101")
     assert len(booking_mark(2**62, "9" * 12)) <= 32
+
+
+@pytest.mark.parametrize(
+    ("language", "state_label", "sentence"),
+    [
+        pytest.param("en", "Needs review", "Exact already holds 70260042 with reference 6101", id="en"),
+        pytest.param("nl", "Te controleren", "Exact heeft al 70260042 met referentie 6101", id="nl"),
+    ],
+)
+async def test_an_order_stopped_for_review_says_so_in_both_languages_with_the_exact_number(
+    client: Any, engine: AsyncEngine, language: str, state_label: str, sentence: str
+) -> None:
+    from tests.factories import create_active_integration, create_login, log_in
+
+    async with engine.begin() as conn:
+        owner = await create_login(conn, email="review@shop.test", locale=language)
+        integration = await create_active_integration(conn, account_id=owner)
+    sync_id = await queue(engine, integration, "6101")
+    async with engine.begin() as conn:
+        await orders.mark_failed(
+            conn,
+            integration_id=integration.id,
+            order_sync_id=sync_id,
+            error_kind="unmarked_document",
+            message="Exact already holds 70260042 with reference 6101, not made by the gateway for this shop; ...",
+            params={"order": "6101", "documents": "70260042"},
+            state="needs_review",
+        )
+    client.headers["Accept-Language"] = language
+    log_in(client, "review@shop.test")
+    listing = client.get(f"/integrations/{integration.id}/history?state=needs_review")
+    assert listing.status_code == 200, listing.text
+    detail = client.get(f"/integrations/{integration.id}/history/{sync_id}").text
+    for page in (listing.text, detail):
+        assert state_label in page
+        assert sentence in page
+    assert "6101" in listing.text
+
+
+# ---------------------------------------------------------------- amounts are cents at the boundary
+
+
+def float_noise_order(number: str = "5002") -> dict[str, Any]:
+    """Order 5002 as a live shop sent it: the total with float noise, excl. amounts with six decimals, numbers and
+    strings mixed, the VAT per rate as a float."""
+    data = copy.deepcopy(load_payload("order_domestic"))
+    data.update(number=number)
+    data["price"] = {"tax": [{"rate": 21, "amount": 4.3199999999999998}], "total": "24.89999999999999946709294818"}
+    data["orderlines"] = [
+        {
+            "id": "l-1",
+            "type": "article",
+            "quantity": "1",
+            "description": "Theedoek",
+            "price": {"amount": 16.487603, "amount_including_tax": "19.949999999999999", "rate": "21.00"},
+            "articles": [{"id": 7, "description": "Theedoek", "sku": "TD-1"}],
+        },
+        {
+            "id": "l-2",
+            "type": "shipping",
+            "quantity": 1,
+            "description": "Verzendkosten",
+            "price": {"amount": "4.090909", "amount_including_tax": 4.95, "rate": 21},
+        },
+    ]
+    return data
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({}, id="float-noise-as-sent"),
+        pytest.param({"incl": ""}, id="empty-incl-amounts-derived"),
+        pytest.param({"incl": None}, id="missing-incl-amounts-derived"),
+        pytest.param({"total": 24.9}, id="total-as-a-number"),
+        pytest.param({"total": "24.900"}, id="total-with-three-decimals"),
+        pytest.param({"tax": None}, id="no-vat-per-rate"),
+        pytest.param({"quantity": ""}, id="empty-quantity-is-one"),
+    ],
+)
+def test_float_noise_and_loose_fields_plan_to_the_cent(change: dict[str, Any]) -> None:
+    from gateway.booking import plan_booking
+    from gateway.clients.mijnwebwinkel_models import MwwOrder
+    from gateway.store.integrations import VatMapping
+
+    data = float_noise_order()
+    for line in data["orderlines"]:
+        if "incl" in change:
+            line["price"]["amount_including_tax"] = change["incl"]
+        if "quantity" in change:
+            line["quantity"] = change["quantity"]
+    if "total" in change:
+        data["price"]["total"] = change["total"]
+    if "tax" in change:
+        data["price"]["tax"] = change["tax"]
+    order = MwwOrder.from_api(data)
+    assert order.total == Decimal("24.90")
+    assert str(order.total) == "24.90"
+    mappings = {"NL-21": VatMapping("NL-21", "2", "8000", True)}
+    plan = plan_booking(order, BOOKING, mappings, home_country="NL")
+    assert plan.total == Decimal("24.90")
+    assert sum(line.vat for line in plan.lines) == Decimal("4.32")
+    assert [(line.amount, line.vat) for line in plan.lines] == [
+        (Decimal("16.49"), Decimal("3.46")),
+        (Decimal("4.09"), Decimal("0.86")),
+    ]
+
+
+async def test_the_float_noise_order_books_once_with_its_cents(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    shop["5002"] = float_noise_order()
+    sync_id = await queue(engine, integration, "5002")
+    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    assert result.startswith("booked: order 5002"), result
+    booked = await row(engine, sync_id)
+    assert (booked.state, booked.order_total) == ("booked", "24.90")
+    [entry] = sandbox.documents("SalesEntries")
+    assert entry["AmountFC"] == Decimal("24.90")
+    assert entry["VATAmountFC"] == Decimal("4.32")
+
+
+@pytest.mark.parametrize(
+    ("change", "figures"),
+    [
+        pytest.param({"total": "24.91"}, ("24.90", "24.91"), id="total-a-cent-off"),
+        pytest.param({"total": "24.895"}, None, id="total-rounds-half-up-to-24.90"),
+        pytest.param({"total": "24.8949999"}, ("24.90", "24.89"), id="total-rounds-down-to-24.89"),
+        pytest.param({"tax": [{"rate": 21, "amount": "4.35"}]}, ("4.35", "4.32"), id="vat-three-cents-off"),
+    ],
+)
+def test_a_mismatch_names_two_figures_that_differ(change: dict[str, Any], figures: tuple[str, str] | None) -> None:
+    from gateway.booking import BookingError, plan_booking
+    from gateway.clients.mijnwebwinkel_models import MwwOrder
+    from gateway.store.integrations import VatMapping
+
+    data = float_noise_order()
+    data["price"].update(change)
+    mappings = {"NL-21": VatMapping("NL-21", "2", "8000", True)}
+    if figures is None:
+        assert plan_booking(MwwOrder.from_api(data), BOOKING, mappings, home_country="NL").total == Decimal("24.90")
+        return
+    with pytest.raises(BookingError) as caught:
+        plan_booking(MwwOrder.from_api(data), BOOKING, mappings, home_country="NL")
+    message, params = str(caught.value), caught.value.params
+    first, second = figures
+    assert first != second
+    assert first in message
+    assert second in message
+    assert {first, second} <= set(params.values())
+    assert caught.value.kind == "totals_mismatch"

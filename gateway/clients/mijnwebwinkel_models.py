@@ -2,7 +2,10 @@
 
 The live API is looser than its spec (see docs/mijnwebwinkel.md): numbers and amounts arrive as strings or numbers,
 `price.tax` and a line's `price` as an object or a list, `shipping[].country` as `[]`. Amounts are `Decimal`, never
-float. A missing or malformed field we need raises PermanentApiError naming the field (never the token).
+float. Money is rounded once, here, to the cent (ROUND_HALF_UP): the order total, each line's amount incl. VAT and the
+order's VAT per rate, so float noise ("24.89999999999999946709294818") is 24.90 everywhere after the boundary; only a
+line's excl. amount keeps its decimals, to derive a missing incl. amount (docs/booking.md, "Cents at the boundary").
+A missing or malformed field we need raises PermanentApiError naming the field (never the token).
 """
 
 from __future__ import annotations
@@ -68,7 +71,18 @@ def _text(value: Any) -> str:
 
 
 def cents(value: Decimal) -> Decimal:
+    """The one rounding rule for money: to the cent, half up."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def rate_of(value: Any, *, what: str, field: str) -> Decimal:
+    """A VAT rate in percent, to two decimals (5.5, 21): float noise in a rate would make a category of its own."""
+    return decimal_of(value, what=what, field=field).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def money_of(value: Any, *, what: str, field: str) -> Decimal:
+    """An amount of money from a string or a number, rounded once to the cent."""
+    return cents(decimal_of(value, what=what, field=field))
 
 
 @dataclass(frozen=True)
@@ -83,13 +97,17 @@ class MwwTaxPrice:
     def from_api(cls, data: Any, *, what: str) -> MwwTaxPrice:
         if not isinstance(data, Mapping):
             raise _fail(what, "price")
-        rate = decimal_of(data.get("rate"), what=what, field="price.rate")
-        amount = decimal_of(data.get("amount"), what=what, field="price.amount")
+        rate = rate_of(data.get("rate"), what=what, field="price.rate")
+        amount = _optional_decimal(data.get("amount"), what=what, field="price.amount")
         incl = _optional_decimal(data.get("amount_including_tax"), what=what, field="price.amount_including_tax")
         if incl is None:
+            if amount is None:
+                raise _fail(what, "price.amount")
             # Older answers lack the pre-rounded figure; derive it the way the shop does (2 decimals, half up).
-            incl = cents(amount * (1 + rate / 100))
-        return cls(rate=rate, amount=amount, amount_including_tax=incl)
+            incl = amount * (1 + rate / 100)
+        elif amount is None:
+            amount = incl / (1 + rate / 100)  # only the incl. figure came: the excl. one follows from the rate
+        return cls(rate=rate, amount=amount, amount_including_tax=cents(incl))
 
     @property
     def vat(self) -> Decimal:
@@ -238,7 +256,7 @@ class MwwOrder:
             invoice_address=MwwAddress.from_api(addresses.get("invoice")),
             delivery_address=MwwAddress.from_api(delivery) if isinstance(delivery, Mapping) else None,
             shipping_country=_shipping_country(data.get("shipping")),
-            total=decimal_of(price.get("total"), what=what, field="price.total"),
+            total=money_of(price.get("total"), what=what, field="price.total"),
             tax=tuple(_order_tax(t, what=what) for t in _as_list(price.get("tax"))),
             lines=tuple(
                 MwwOrderLine.from_api(line, order_number=number, index=i)
@@ -270,8 +288,8 @@ def _order_tax(data: Any, *, what: str) -> MwwTaxPrice:
     # price.tax entries carry the VAT amount per rate in `amount` (no amount_including_tax).
     if not isinstance(data, Mapping):
         raise _fail(what, "price.tax")
-    rate = decimal_of(data.get("rate"), what=what, field="price.tax.rate")
-    vat = decimal_of(data.get("amount"), what=what, field="price.tax.amount")
+    rate = rate_of(data.get("rate"), what=what, field="price.tax.rate")
+    vat = money_of(data.get("amount"), what=what, field="price.tax.amount")
     return MwwTaxPrice(rate=rate, amount=vat, amount_including_tax=vat)
 
 
