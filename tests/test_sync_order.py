@@ -101,11 +101,13 @@ class FakeExact:
 
     def get(self, request: httpx.Request, entity: str) -> httpx.Response:
         self.requests.append(("GET", entity))
-        conditions = _FILTER.findall(request.url.params.get("$filter", ""))
+        text = request.url.params.get("$filter", "")
+        conditions = _FILTER.findall(text)
+        joined = any if " or " in text else all  # batched look-ups chain `Code eq '…' or Code eq '…'`
         rows = [
             r
             for r in self.rows[entity]
-            if all(str(r.get(k, "")).strip() == v.replace("''", "'") for k, v in conditions)
+            if joined(str(r.get(k, "")).strip() == v.replace("''", "'") for k, v in conditions)
         ]
         top = int(request.url.params.get("$top", len(rows) or 1))
         return httpx.Response(200, json={"d": {"results": json.loads(json.dumps(rows[:top], default=str))}})

@@ -384,6 +384,8 @@ class _Resolver:
             if stored := self._stored(key):
                 found[code] = stored
                 continue
+            if key in self.known:
+                continue  # looked up just now for every concurrent job (lookups.shared_links): not in Exact
             account = await self.client.find_gl_account(code)
             if account is not None:
                 found[code] = self.learned[key] = account.id

@@ -27,7 +27,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import booking
+from gateway import booking, lookups
 from gateway.booking import BookingError, plan_booking
 from gateway.booking_documents import booking_mark, build_document, finalize_payload, summarize
 from gateway.clients.errors import AuthError, PermanentApiError, TransientApiError
@@ -222,6 +222,15 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
     )
     async with services.engine.connect() as conn:
         known = await exact_links.get_links(conn, integration_id=integration.id, keys=link_keys(plan, settings))
+    known = await lookups.shared_links(
+        engine=services.engine,
+        redis=services.redis,
+        client=exact,
+        integration_id=integration.id,
+        plan=plan,
+        settings=settings,
+        known=known,
+    )
     gate = _LinkLocks(services.engine, services.redis, integration.id)
     resolution = await resolve_refs(exact, plan, settings, known, gate)
     attempt.used_links, attempt.learned = resolution.used, resolution.learned
