@@ -38,8 +38,9 @@ REASONS: dict[str, Message | tuple[Message, ...]] = {
         ),
     ),
     "vat_code_rate": N_(
-        "%(line)s of order %(order)s carries %(vat)s VAT on %(amount)s (%(rate)s %%), but VAT code %(code)s of "
-        "category %(category)s charges %(code_rate)s %% (%(expected)s). Map the category to a code of %(rate)s %%."
+        "Order %(order)s carries %(vat)s VAT on %(amount)s at %(rate)s %% (category %(category)s), but VAT code "
+        "%(code)s charges %(code_rate)s %%, which makes %(expected)s. Map category %(category)s to a VAT code of "
+        "%(rate)s %%."
     ),
     "vat_contradiction": N_(
         "Order %(order)s says no VAT is due (%(strategy)s) but charges %(vat)s VAT. Correct the order in the shop, "
@@ -109,7 +110,9 @@ SUMMARIES: dict[str, Message] = {
         "Exact holds several documents marked as this order. Keep one, delete the others in Exact, then retry the "
         "order."
     ),
-    "exact_auth": N_("The connection to Exact Online was lost. Connect Exact again; the order is booked once you have."),
+    "exact_auth": N_(
+        "The connection to Exact Online was lost. Connect Exact again; the order is booked once you have."
+    ),
     "shop_auth": N_(
         "Mijnwebwinkel no longer accepts the shop token. Paste a new token; the order is booked once you have."
     ),
@@ -126,8 +129,8 @@ SUMMARIES: dict[str, Message] = {
     ),
     "unavailable": N_("Exact Online or Mijnwebwinkel could not be reached, even after several tries. Retry it later."),
     "vat_code_rate": N_(
-        "The VAT rate of an order line differs from the rate of its Exact VAT code. Choose a code with that rate in the "
-        "VAT step, then retry the order."
+        "The VAT rate of an order line differs from the rate of its Exact VAT code. Choose a code with that rate in "
+        "the VAT step, then retry the order."
     ),
     "vat_contradiction": N_(
         "The order says no VAT is due but charges VAT. Correct the order in the shop, then retry it."

@@ -3,7 +3,8 @@
 The message ids are English. `gateway/locales/<lang>/LC_MESSAGES/messages.po` holds the translations; the catalogs
 are compiled in memory at first use, so no compiled `.mo` file is kept in the repository. The language comes from
 the session (set by the switcher or at login from the account), else from the browser's Accept-Language, else Dutch.
-Python code marks text with `N_("...", **params)` (a `Message`, translated when rendered); templates call `_()`.
+Python code marks text with `N_("...", **params)` (a `Message`, translated when rendered) or, counted,
+`NP_("singular", "plural", n, **params)`; templates call `_()` and `ngettext()`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gettext as gettext_module
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -38,29 +40,34 @@ class Message:
 
     text: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    plural: str = ""  # the plural id of a counted message (NP_): the catalogue picks the form for params["n"]
 
     def to_json(self) -> list[Any]:
         """For the session (flash notices); nested messages keep their own parameters."""
-        return [
-            self.text,
-            {k: {"$message": v.to_json()} if isinstance(v, Message) else v for k, v in self.params.items()},
-        ]
+        params = {k: {"$message": v.to_json()} if isinstance(v, Message) else v for k, v in self.params.items()}
+        return [self.text, params, self.plural] if self.plural else [self.text, params]
 
     @classmethod
     def from_json(cls, data: Any) -> Message:
-        text, params = data
+        text, params, *plural = data
         return cls(
             str(text),
             {
                 k: cls.from_json(v["$message"]) if isinstance(v, dict) and "$message" in v else v
                 for k, v in params.items()
             },
+            str(plural[0]) if plural else "",
         )
 
 
 # The gettext convention: Babel's extractor finds N_("...") calls.
 def N_(text: str, **params: Any) -> Message:
     return Message(text, params)
+
+
+def NP_(singular: str, plural: str, n: int, **params: Any) -> Message:
+    """A counted message ("1 status", "3 statuses"): the reader's catalogue picks the plural form for `n`."""
+    return Message(singular, {"n": n, **params}, plural)
 
 
 @functools.cache
@@ -79,10 +86,13 @@ def translations(locale: str) -> gettext_module.NullTranslations:
 
 def translate(locale: str, text: str | Message, **params: Any) -> str:
     """Translate `text` (a message id or a Message) and fill in its %(name)s parameters."""
+    plural = ""
     if isinstance(text, Message):
         params = {**text.params, **params}
-        text = text.text
+        text, plural = text.text, text.plural
     params = {k: translate(locale, v) if isinstance(v, Message) else v for k, v in params.items()}
+    if plural:
+        return translations(locale).ngettext(text, plural, int(params.get("n", 0))) % params
     translated = translations(locale).gettext(text)
     return translated % params if params else translated
 
@@ -148,14 +158,21 @@ def formatters(locale: str) -> dict[str, Callable[..., str]]:
     def format_relative(delta: timedelta) -> str:
         return dates.format_timedelta(delta, add_direction=True, threshold=1.2, locale=locale)
 
-    def format_number(value: int | float) -> str:
+    def format_number(value: int | float | Decimal) -> str:
         return numbers.format_decimal(value, locale=locale)
+
+    def format_money(value: Decimal | int | float | str | None, currency: str | None = "EUR") -> str:
+        """An amount the reader's way: € 66,43 in Dutch, €66.43 in English; empty for no amount."""
+        if value is None or value == "":
+            return ""
+        return numbers.format_currency(Decimal(str(value)), currency or "EUR", locale=locale)
 
     return {
         "format_datetime": format_datetime,
         "format_date": format_date,
         "format_relative": format_relative,
         "format_number": format_number,
+        "format_money": format_money,
     }
 
 

@@ -9,8 +9,10 @@ Prices are operator settings (PRICE_BASIC, ...); no payment is processed.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,9 +31,18 @@ class ServiceLevel:
     code: str
     name: Message
     effect: Message
-    price: str
+    price: Decimal | None  # euros a month; the page formats it in the reader's language
     poll_interval: timedelta
     priority_queue: bool
+
+
+_AMOUNT = re.compile(r"\d+(?:[.,]\d{1,2})?")
+
+
+def monthly_price(setting: str) -> Decimal | None:
+    """The monthly price in euros from PRICE_<LEVEL> ("9", "9.50"; an older "€ 9 / month" is read for its number)."""
+    found = _AMOUNT.search(setting)
+    return Decimal(found.group().replace(",", ".")) if found else None
 
 
 def service_levels(settings: Settings) -> list[ServiceLevel]:
@@ -42,7 +53,7 @@ def service_levels(settings: Settings) -> list[ServiceLevel]:
             "basic",
             N_("Basic"),
             N_("New orders are picked up every %(minutes)s minutes.", minutes=basic_minutes),
-            settings.prices.get("basic", ""),
+            monthly_price(settings.prices.get("basic", "")),
             timedelta(seconds=settings.basic_poll_interval_seconds),
             False,
         ),
@@ -53,7 +64,7 @@ def service_levels(settings: Settings) -> list[ServiceLevel]:
                 "New orders are picked up within a minute (the shop is checked every %(seconds)s seconds).",
                 seconds=pro_seconds,
             ),
-            settings.prices.get("pro", ""),
+            monthly_price(settings.prices.get("pro", "")),
             timedelta(seconds=pro_seconds),
             False,
         ),
@@ -61,7 +72,7 @@ def service_levels(settings: Settings) -> list[ServiceLevel]:
             "premium",
             N_("Premium"),
             N_("As Pro, and your orders and retries go first in a priority queue, ahead of other shops."),
-            settings.prices.get("premium", ""),
+            monthly_price(settings.prices.get("premium", "")),
             timedelta(seconds=pro_seconds),
             True,
         ),

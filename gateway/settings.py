@@ -75,7 +75,7 @@ class Settings:
     support_phone: str = ""
     trial_days: int = 30
     prices: Mapping[str, str] = field(
-        default_factory=lambda: {"basic": "€ 9 / month", "pro": "€ 15 / month", "premium": "€ 25 / month"}
+        default_factory=lambda: {"basic": "9", "pro": "15", "premium": "25"}  # euros a month
     )
     sandbox_enabled: bool = False
     sandbox_faults: bool = False

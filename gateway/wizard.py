@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.i18n import N_, Message
+from gateway.i18n import N_, NP_, Message
 from gateway.store.integrations import Integration, IntegrationSettings
 
 
@@ -103,13 +103,32 @@ def step_summary(integration: Integration, key: str) -> Message | None:
     summaries: dict[str, Message | None] = {
         "shop": N_("Shop %(name)s", name=integration.shop_name or ""),
         "exact": N_("Connected by %(user)s", user=integration.exact_user_name) if integration.exact_user_name else None,
-        "statuses": N_("%(n)s statuses", n=len(settings.selected_statuses)),
+        "statuses": NP_("%(n)s status", "%(n)s statuses", len(settings.selected_statuses)),
         "export": N_("From %(date)s", date=settings.initial_export_start)
         if settings.initial_export_start
         else N_("Only new orders"),
         "administration": N_("%(name)s", name=integration.exact_division_name or integration.exact_division),
         "vat": N_("One-Stop-Shop (OSS)") if settings.eu_consumer_vat == "oss" else N_("VAT of the webshop's country"),
         "booking": INSERTION_NAMES.get(settings.insertion_type),
+        "items": items_summary(settings),
         "service": N_("%(level)s", level=integration.service_level.capitalize()),
     }
     return summaries.get(key)
+
+
+def items_summary(settings: IntegrationSettings) -> Message:
+    """The items (invoices, orders) or revenue accounts (sales entries) for shipping, costs and discounts."""
+    not_used = N_("not used")
+    if settings.insertion_type == "sales_entry":
+        return N_(
+            "Revenue accounts: shipping %(shipping)s, costs %(costs)s, discounts %(discount)s",
+            shipping=settings.shipping_gl_account or N_("as the VAT category"),
+            costs=settings.costs_gl_account or N_("as the VAT category"),
+            discount=settings.discount_gl_account or N_("as the VAT category"),
+        )
+    return N_(
+        "Items: shipping %(shipping)s, costs %(costs)s, discounts %(discount)s",
+        shipping=settings.shipping_item or not_used,
+        costs=settings.costs_item or not_used,
+        discount=settings.discount_item or not_used,
+    )

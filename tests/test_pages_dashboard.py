@@ -146,7 +146,7 @@ async def test_changing_the_plan_changes_the_poll_schedule(client: TestClient, e
     log_in(client, "dash@shop.test")
     page = client.get(f"/integrations/{shop_id}/billing").text
     assert "New orders are picked up every 120 minutes." in page
-    assert "€ 25 / month" in page
+    assert "€25.00 a month" in page
     assert post(client, f"/integrations/{shop_id}/billing", service_level="premium").status_code == 303
     async with engine.connect() as conn:
         premium = await get_integration_or_raise(conn, integration_id=shop_id)

@@ -121,11 +121,11 @@ async def test_the_whole_wizard_in_order_then_switch_on(
 ) -> None:
     shop = sign_up(wizard)
     base = f"/integrations/{shop}/setup"
-    assert "9 steps to go" in wizard.get(base).text
+    assert "10 steps to go" in wizard.get(base).text
     connect_shop(wizard, shop)
     connect_exact(wizard, shop)
     overview = wizard.get(base).text
-    assert "7 steps to go" in overview
+    assert "8 steps to go" in overview
     assert "Continue: Order statuses" in overview
 
     statuses = wizard.get(f"{base}/statuses").text

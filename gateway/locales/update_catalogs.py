@@ -1,9 +1,9 @@
 """Refresh the message catalogs after changing page text: `python -m gateway.locales.update_catalogs`.
 
-Extracts `_()`, `ngettext()` and `N_()` from the code and templates (babel.cfg), adds the messages other modules
-show to shop owners by key (shop token errors), and merges them into nl and en. Then translate the new `msgstr ""`
-entries of nl/LC_MESSAGES/messages.po; English needs none (the ids are English). The catalogs are compiled in memory
-at start-up (gateway/i18n.py), so there is no compile step.
+Extracts `_()`, `ngettext()`, `N_()` and `NP_()` from the code and templates (babel.cfg), adds the messages other
+modules show to shop owners by key (shop token errors), and merges them into nl and en. Then translate the new
+`msgstr ""` entries of nl/LC_MESSAGES/messages.po; English needs none (the ids are English). The catalogs are
+compiled in memory at start-up (gateway/i18n.py), so there is no compile step.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gateway.i18n import LOCALES
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "NP_": (1, 2)}
 METHODS = [("**/templates/**.html", "jinja2"), ("**/templates/**.txt", "jinja2"), ("**.py", "python")]
 
 

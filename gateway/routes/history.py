@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.booking_reasons import describe_failure
+from gateway.booking_reasons import failure_message
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
-from gateway.i18n import N_, Message
+from gateway.i18n import N_, NP_, Message
 from gateway.pages import flash, redirect, render
 from gateway.queue import enqueue_sync
 from gateway.routes.dashboard import load_integration
@@ -44,7 +44,7 @@ STATE_FILTERS: dict[str, tuple[str, ...]] = {
 }
 RETRYABLE = ("failed", "retrying", "needs_attention", "needs_review", "skipped", "ignored")
 IGNORABLE = ("queued", "retrying", "failed", "needs_attention", "needs_review", "skipped")
-# States whose row shows why the order was not booked (`describe_failure`).
+# States whose row shows why the order was not booked (`failure_message`).
 FAILURE_STATES = ("failed", "retrying", "needs_attention", "needs_review")
 
 
@@ -59,35 +59,36 @@ def exact_document_url(integration: Integration, sync: orders.OrderSync, exact_h
     return None
 
 
-# Reasons other modules store in English; shown translated when they match (else as stored).
-_REASONS: list[tuple[re.Pattern[str], str]] = [
+# Reasons other modules store in English; shown as their catalogue sentence (N_ so the extractor finds them).
+_REASONS: list[tuple[re.Pattern[str], Message]] = [
     (
         re.compile(r"^status (?P<status>\S+) is not one of the selected statuses$"),
-        "Status %(status)s is not one of the selected statuses.",
+        N_("Status %(status)s is not one of the selected statuses."),
     ),
     (
         re.compile(r"^already booked as (?P<document>.+); a later status change does not book it again$"),
-        "Already booked as %(document)s; a later status change does not book it again.",
+        N_("Already booked as %(document)s; a later status change does not book it again."),
     ),
     (
         re.compile(r"^the integration is (?P<state>.+), not active; the poller catches up once it is$"),
-        "Booking was off when this order changed; it is picked up again once booking is on.",
+        N_("Booking was off when this order changed; it is picked up again once booking is on."),
     ),
-    (re.compile(r"^(the order is ignored|ignored by the shop owner)$"), "Ignored by you."),
+    (re.compile(r"^(the order is ignored|ignored by the shop owner)$"), N_("Ignored by you.")),
 ]
+OTHER_REASON = N_("Not booked; the details are in the order's attempts.")
 
 
 def describe_reason(reason: str | None, statuses: dict[int, str]) -> Message | str:
     if not reason:
         return ""
-    for pattern, text in _REASONS:
+    for pattern, message in _REASONS:
         match = pattern.match(reason)
         if match:
-            params = match.groupdict()
+            params = {k: v for k, v in match.groupdict().items() if f"%({k})s" in message.text}
             if "status" in params and params["status"].isdigit():
                 params["status"] = statuses.get(int(params["status"]), params["status"])
-            return N_(text, **params)
-    return reason
+            return N_(message.text, **params)
+    return OTHER_REASON
 
 
 def parse_filters(params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -139,7 +140,7 @@ async def history(request: Request) -> Response:
         "state_filters": STATE_FILTERS,
         "statuses": statuses,
         "describe_reason": describe_reason,
-        "describe_failure": describe_failure,
+        "failure_message": failure_message,
         "failure_states": FAILURE_STATES,
         "tab": "history",
     }
@@ -165,7 +166,7 @@ async def history_detail(request: Request) -> Response:
         "can_ignore": sync.state in IGNORABLE,
         "statuses": statuses,
         "reason": describe_reason(sync.reason, statuses),
-        "failure": describe_failure(sync.error_kind, sync.error_params, sync.last_error)
+        "failure": failure_message(sync.error_kind, sync.error_params, sync.last_error)
         if sync.state in FAILURE_STATES
         else "",
         "tab": "history",
@@ -214,7 +215,14 @@ async def history_retry_failed(request: Request) -> Response:
             conn, integration_id=integration.id, states=("failed",), limit=MAX_BULK_RETRY
         )
     count = await _retry(request, integration, [sync.id for sync in failed])
-    flash(request, N_("%(n)s failed orders are queued to be booked again.", n=count))
+    flash(
+        request,
+        NP_(
+            "%(n)s failed order is queued to be booked again.",
+            "%(n)s failed orders are queued to be booked again.",
+            count,
+        ),
+    )
     return redirect(str(request.url_for("history", integration_id=integration.id)))
 
 

@@ -43,6 +43,7 @@ async def review_context(request: Request, integration: Integration) -> dict[str
         "integration": integration,
         "steps": wizard.STEPS,
         "is_done": wizard.is_done,
+        "summary": wizard.step_summary,
         "left": wizard.steps_left(integration),
         "mappings": mappings,
         "level": service_level(request.app.state.settings, integration.service_level),

@@ -55,5 +55,5 @@ def test_a_dutch_owner_signs_up_with_the_keyboard_only(browser: Any, live: Live)
     page.get_by_role("button", name="English").click()
     page.wait_for_url(re.compile(r"/setup$"))
     assert page.locator("html").get_attribute("lang") == "en"
-    assert "9 steps to go" in page.content()
+    assert "10 steps to go" in page.content()
     context.close()

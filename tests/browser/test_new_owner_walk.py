@@ -56,7 +56,7 @@ def connect_both(page: Any) -> None:
     page.get_by_role("button", name="Go to Exact Online").click()
     page.get_by_role("button", name="Approve").click()  # the sandbox Exact's consent page
     page.wait_for_url(re.compile(r"/integrations/\d+/setup$"))
-    assert "7 steps to go" in page.content()
+    assert "8 steps to go" in page.content()
 
 
 def configure(page: Any) -> None:
