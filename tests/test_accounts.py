@@ -22,7 +22,7 @@ from gateway.mail import send_mail
 from gateway.settings import Settings
 from gateway.store import accounts
 from gateway.store.outbox import list_mail
-from tests.factories import PAGE_PASSWORD, create_active_integration, log_in
+from tests.support.factories import PAGE_PASSWORD, create_active_integration, log_in
 
 # --- passwords and reset tokens -----------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ not wait for each other would both miss and both create."""
 
 import asyncio
 import dataclasses
-from typing import Any
 
 import httpx
 import pytest
@@ -19,13 +18,12 @@ from gateway.jobs.sync_order import BookingServices, book_order, link_lock_name
 from gateway.local_redis import free_port
 from gateway.settings import Settings
 from gateway.store import exact_links
-from tests.test_sync_order import (
+from tests.support.fake_exact import (
     BOOKING,
     FakeExact,
     attempts,
     connected_integration,
     queued_order,
-    serve_orders,
     sync_row,
 )
 
@@ -45,13 +43,8 @@ class SlowLookups(FakeExact):
 
 
 @pytest.fixture
-def fake_exact(exact_api: respx.MockRouter) -> SlowLookups:
+def slow_exact(exact_api: respx.MockRouter) -> SlowLookups:
     return SlowLookups(exact_api)
-
-
-@pytest.fixture
-def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
-    return serve_orders(mww_api)
 
 
 async def book_at_once(services: BookingServices, *sync_ids: int) -> list[str]:
@@ -61,30 +54,30 @@ async def book_at_once(services: BookingServices, *sync_ids: int) -> list[str]:
 
 
 async def test_two_first_orders_of_one_new_customer_at_once_make_one_exact_account(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, fake_exact: SlowLookups, shop: dict
+    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
 ) -> None:
     integration = await connected_integration(engine, fast_settings)
     first = await queued_order(engine, shop, integration, "domestic")
     second = await queued_order(engine, shop, integration, "domestic", number="5101")
     results = await book_at_once(services, first, second)
     assert [r.split(":")[0] for r in results] == ["booked", "booked"]
-    assert fake_exact.requests.count(("POST", "Accounts")) == 1
-    [account] = fake_exact.documents("Accounts")
-    assert [entry["Customer"] for entry in fake_exact.documents("SalesEntries")] == [account["ID"]] * 2
+    assert slow_exact.requests.count(("POST", "Accounts")) == 1
+    [account] = slow_exact.documents("Accounts")
+    assert [entry["Customer"] for entry in slow_exact.documents("SalesEntries")] == [account["ID"]] * 2
     # The job that waited found the link the first one stored under the lock: no look-up of its own.
-    assert fake_exact.requests.count(("GET", "Accounts")) == 2  # lower case, then as the shop wrote it: one job
+    assert slow_exact.requests.count(("GET", "Accounts")) == 2  # lower case, then as the shop wrote it: one job
     async with engine.connect() as conn:
         links = await exact_links.get_links(conn, integration_id=integration.id, keys=[("account", "jan@example.nl")])
     assert links == {("account", "jan@example.nl"): account["ID"]}
 
 
 async def test_two_orders_with_the_same_new_skus_at_once_create_each_item_once(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, fake_exact: SlowLookups, shop: dict
+    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
 ) -> None:
     integration = await connected_integration(engine, fast_settings, BOOKING.replace(insertion_type="sales_invoice"))
     assert integration.settings.create_items
     known = {"ID": "8f1d7a52-0000-4000-8000-00000000c001", "Code": "1001", "Email": "jan@example.nl"}
-    fake_exact.rows["Accounts"].append(known)
+    slow_exact.rows["Accounts"].append(known)
     async with engine.begin() as conn:  # a repeat customer: both jobs go straight to the items
         await exact_links.save_links(
             conn, integration_id=integration.id, links={("account", known["Email"]): known["ID"]}
@@ -93,10 +86,10 @@ async def test_two_orders_with_the_same_new_skus_at_once_create_each_item_once(
     second = await queued_order(engine, shop, integration, "domestic", number="5101")
     results = await book_at_once(services, first, second)
     assert [r.split(":")[0] for r in results] == ["booked", "booked"]
-    assert fake_exact.requests.count(("POST", "Items")) == len(NEW_SKUS)
-    created = {item["Code"]: item["ID"] for item in fake_exact.documents("Items") if item["Code"] in NEW_SKUS}
-    assert len(created) == len(NEW_SKUS) == len([i for i in fake_exact.documents("Items") if i["Code"] in NEW_SKUS])
-    for invoice in fake_exact.documents("SalesInvoices"):
+    assert slow_exact.requests.count(("POST", "Items")) == len(NEW_SKUS)
+    created = {item["Code"]: item["ID"] for item in slow_exact.documents("Items") if item["Code"] in NEW_SKUS}
+    assert len(created) == len(NEW_SKUS) == len([i for i in slow_exact.documents("Items") if i["Code"] in NEW_SKUS])
+    for invoice in slow_exact.documents("SalesInvoices"):
         used = {line["Item"] for line in invoice["SalesInvoiceLines"]}
         assert set(created.values()) <= used
     for sync_id in (first, second):
@@ -107,7 +100,7 @@ async def test_a_customer_whose_creation_lock_stays_taken_is_retried_later_witho
     engine: AsyncEngine,
     fast_settings: Settings,
     services: BookingServices,
-    fake_exact: SlowLookups,
+    slow_exact: SlowLookups,
     shop: dict,
     redis: ArqRedis,
     monkeypatch: pytest.MonkeyPatch,
@@ -122,19 +115,19 @@ async def test_a_customer_whose_creation_lock_stays_taken_is_retried_later_witho
     assert await held.acquire(blocking=False)
     with pytest.raises(Retry):
         await book_order(services, sync_id, job_try=1)
-    assert ("POST", "Accounts") not in fake_exact.requests
-    assert ("GET", "Accounts") not in fake_exact.requests
+    assert ("POST", "Accounts") not in slow_exact.requests
+    assert ("GET", "Accounts") not in slow_exact.requests
     row = await sync_row(engine, sync_id)
     assert (row.state, row.error_kind) == ("retrying", "unavailable")
     [attempt] = await attempts(engine, row)
     assert (attempt.outcome, attempt.request_summary["sent"]) == ("transient", False)
     await held.release()
     assert (await book_order(services, sync_id, job_try=2)).startswith("booked: order 5001")
-    assert fake_exact.requests.count(("POST", "Accounts")) == 1
+    assert slow_exact.requests.count(("POST", "Accounts")) == 1
 
 
 async def test_without_redis_a_new_customer_is_not_created_blindly(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, fake_exact: SlowLookups, shop: dict
+    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
 ) -> None:
     integration = await connected_integration(engine, fast_settings)
     sync_id = await queued_order(engine, shop, integration, "domestic")
@@ -144,7 +137,7 @@ async def test_without_redis_a_new_customer_is_not_created_blindly(
             await book_order(dataclasses.replace(services, redis=gone), sync_id, job_try=1)
     finally:
         await gone.aclose()
-    assert not any(entity == "Accounts" for _, entity in fake_exact.requests)
+    assert not any(entity == "Accounts" for _, entity in slow_exact.requests)
     row = await sync_row(engine, sync_id)
     assert row.state == "retrying"
     assert "lock (Redis) is unavailable" in (row.last_error or "")

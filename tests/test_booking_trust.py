@@ -37,7 +37,7 @@ from gateway.store.integrations import (
     save_vat_mapping,
     update_integration,
 )
-from tests.conftest import load_payload
+from tests.support.environment import load_payload
 
 pytestmark = pytest.mark.anyio
 DIVISION = 234567  # the sandbox's wholesale administration (direct sales invoices too), journal 70
@@ -111,7 +111,7 @@ async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
 
 
 @pytest.fixture
-def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
+def lenient_shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
     """Shop orders by number, served like Mijnwebwinkel's GET /orders/{number} (one token for every test shop)."""
     served: dict[str, dict[str, Any]] = {}
 
@@ -181,10 +181,10 @@ async def queue(engine: AsyncEngine, integration: Integration, number: str) -> i
     return outcome.order_sync_id
 
 
-def serve(shop: dict[str, Any], name: str, number: str, **changes: Any) -> dict[str, Any]:
+def serve(lenient_shop: dict[str, Any], name: str, number: str, **changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(load_payload(f"order_{name}"))
     data.update(number=number, **changes)
-    shop[number] = data
+    lenient_shop[number] = data
     return data
 
 
@@ -237,12 +237,12 @@ async def killed_after_exact_stored(
 
 @pytest.mark.parametrize("document_type", list(ENTITY))
 async def test_a_killed_booking_adopts_its_own_document_not_another_shops_with_the_same_number(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict, document_type: str
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict, document_type: str
 ) -> None:
     booking = BOOKING.replace(insertion_type=document_type)
     first, second = [await shop_integration(engine, settings, sandbox, booking) for _ in range(2)]
     services = services_for(engine, settings, redis, sandbox)
-    serve(shop, "b2b_domestic", "6101")  # both shops have an order 6101; the shop client is one respx router
+    serve(lenient_shop, "b2b_domestic", "6101")  # both shops have an order 6101; the shop client is one respx router
     entity = ENTITY[document_type]
     first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
     assert (await book_order(services, first_sync)).startswith("booked: order 6101")
@@ -262,11 +262,11 @@ async def test_a_killed_booking_adopts_its_own_document_not_another_shops_with_t
 
 
 async def test_another_shops_document_is_no_reason_to_stop_or_adopt(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     first, second = [await shop_integration(engine, settings, sandbox) for _ in range(2)]
     services = services_for(engine, settings, redis, sandbox)
-    serve(shop, "domestic", "6101")
+    serve(lenient_shop, "domestic", "6101")
     first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
     await book_order(services, first_sync)
     await died_without_a_record(engine, second_sync)  # killed before its POST reached Exact
@@ -292,11 +292,11 @@ async def post_entry(sandbox: Sandbox, your_ref: str, payment_reference: str = "
 
 
 async def test_a_hand_typed_document_with_the_order_number_stops_the_order_for_review(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox)
     services = services_for(engine, settings, redis, sandbox)
-    serve(shop, "domestic", "6101")
+    serve(lenient_shop, "domestic", "6101")
     sync_id = await queue(engine, integration, "6101")
     typed = await post_entry(sandbox, "6101")  # an accountant's entry, or one made before documents had a mark
     await died_without_a_record(engine, sync_id)
@@ -311,11 +311,11 @@ async def test_a_hand_typed_document_with_the_order_number_stops_the_order_for_r
 
 
 async def test_two_documents_with_this_orders_mark_stop_the_order_for_review(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox)
     services = services_for(engine, settings, redis, sandbox)
-    serve(shop, "domestic", "6101")
+    serve(lenient_shop, "domestic", "6101")
     sync_id = await queue(engine, integration, "6101")
     mark = booking_mark(integration.id, "6101")
     twins = [await post_entry(sandbox, "6101", mark), await post_entry(sandbox, "6101", mark)]
@@ -344,7 +344,7 @@ def test_the_mark_is_short_stable_and_names_integration_and_order() -> None:
 async def test_an_order_stopped_for_review_says_so_in_both_languages_with_the_exact_number(
     client: Any, engine: AsyncEngine, language: str, state_label: str, sentence: str
 ) -> None:
-    from tests.factories import create_active_integration, create_login, log_in
+    from tests.support.factories import create_active_integration, create_login, log_in
 
     async with engine.begin() as conn:
         owner = await create_login(conn, email="review@shop.test", locale=language)
@@ -441,10 +441,10 @@ def test_float_noise_and_loose_fields_plan_to_the_cent(change: dict[str, Any]) -
 
 
 async def test_the_float_noise_order_books_once_with_its_cents(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox)
-    shop["5002"] = float_noise_order()
+    lenient_shop["5002"] = float_noise_order()
     sync_id = await queue(engine, integration, "5002")
     result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
     assert result.startswith("booked: order 5002"), result

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.cli import EXIT_CONFIG, EXIT_USAGE, build_parser, main
 from gateway.settings import Settings
-from tests.factories import cli_environ
+from tests.support.factories import cli_environ
 
 OPERATOR_GROUPS = ("integrations", "syncs", "keys", "report")
 

@@ -13,7 +13,7 @@ from gateway.cli import EXIT_FAILURE, EXIT_OK
 from gateway.settings import Settings
 from gateway.store import notices, orders
 from gateway.store.integrations import get_integration_or_raise
-from tests.factories import create_account, create_active_integration, run_cli
+from tests.support.factories import create_account, create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio
 

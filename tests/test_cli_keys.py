@@ -16,7 +16,7 @@ from gateway.cli import EXIT_FAILURE, EXIT_OK
 from gateway.crypto import Cipher
 from gateway.settings import Settings
 from gateway.store import credentials
-from tests.factories import create_active_integration, run_cli
+from tests.support.factories import create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio
 SECRETS = {

@@ -17,7 +17,7 @@ from gateway import tables
 from gateway.cli import EXIT_OK
 from gateway.settings import Settings
 from gateway.store import notices, orders
-from tests.factories import create_active_integration, run_cli
+from tests.support.factories import create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio
 

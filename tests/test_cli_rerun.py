@@ -19,8 +19,8 @@ from gateway.crypto import Cipher
 from gateway.queue import QUEUE_DEFAULT, sync_job_id
 from gateway.settings import Settings
 from gateway.store import credentials, notices, orders
-from tests.conftest import load_payload
-from tests.factories import create_active_integration, run_cli
+from tests.support.environment import load_payload
+from tests.support.factories import create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio
 SHOP_TOKEN = "shop-token-rerun-0001"

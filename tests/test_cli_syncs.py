@@ -19,7 +19,7 @@ from gateway.clock import utcnow
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, sync_job_id
 from gateway.settings import Settings
 from gateway.store import notices, orders
-from tests.factories import create_active_integration, run_cli
+from tests.support.factories import create_active_integration, run_cli
 
 pytestmark = pytest.mark.anyio  # parametrized async tests need the marker at collection time
 

@@ -12,8 +12,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,50 +26,35 @@ from gateway.clients.errors import AuthError
 from gateway.crypto import Cipher
 from gateway.exact_auth import ExactAuth, exact_client_for, refresh_idle_tokens, store_tokens
 from gateway.exact_oauth import ExactTokens
-from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import EXACT_COUNTRIES, Settings
 from gateway.store.credentials import EXACT_OAUTH, get_credential
 from gateway.store.integrations import Integration, get_integration_or_raise
-from tests.factories import ServedApp, connect_exact_sandbox, create_active_integration
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def sandbox_app() -> Any:
-    return create_exact_sandbox(client_id="test-client-id", client_secret="exact-client-secret-0001")
+from tests.support.environment import ROOT
+from tests.support.factories import connect_exact_sandbox, create_active_integration
+from tests.support.servers import ServedApp
 
 
 @pytest.fixture
-async def http(sandbox_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox_app)) as client:
-        yield client
-
-
-@pytest.fixture
-def cipher(settings: Settings) -> Cipher:
-    return Cipher(settings.encryption_keys)
-
-
-@pytest.fixture
-async def connected(engine: AsyncEngine, sandbox_app: Any, cipher: Cipher) -> tuple[Integration, ExactTokens]:
+async def connected(engine: AsyncEngine, exact_sandbox: Any, cipher: Cipher) -> tuple[Integration, ExactTokens]:
     async with engine.begin() as conn:
         integration = await create_active_integration(conn)
         tokens = await connect_exact_sandbox(
-            conn, integration_id=integration.id, sandbox_app=sandbox_app, cipher=cipher
+            conn, integration_id=integration.id, sandbox_app=exact_sandbox, cipher=cipher
         )
     return integration, tokens
 
 
-async def client_for(engine: AsyncEngine, settings: Settings, cipher: Cipher, http: Any, redis: Any, iid: int) -> Any:
+async def client_for(
+    engine: AsyncEngine, settings: Settings, cipher: Cipher, exact_sandbox_http: Any, redis: Any, iid: int
+) -> Any:
     async with engine.connect() as conn:
         integration = await get_integration_or_raise(conn, integration_id=iid)
     return await exact_client_for(
-        engine=engine, settings=settings, cipher=cipher, http=http, redis=redis, integration=integration
+        engine=engine, settings=settings, cipher=cipher, http=exact_sandbox_http, redis=redis, integration=integration
     )
 
 
-async def age_tokens(engine: AsyncEngine, cipher: Cipher, sandbox_app: Any, iid: int, seconds: float) -> ExactTokens:
+async def age_tokens(engine: AsyncEngine, cipher: Cipher, exact_sandbox: Any, iid: int, seconds: float) -> ExactTokens:
     """Pretend the stored pair was issued `seconds` earlier, in our row and in the sandbox alike."""
     async with engine.begin() as conn:
         credential = await get_credential(conn, integration_id=iid, kind=EXACT_OAUTH, cipher=cipher)
@@ -85,14 +68,14 @@ async def age_tokens(engine: AsyncEngine, cipher: Cipher, sandbox_app: Any, iid:
             issued_at=credential.access_issued_at - dt.timedelta(seconds=seconds),
         )
         await store_tokens(conn, integration_id=iid, tokens=aged, cipher=cipher)
-    for grant in sandbox_app.state.sandbox.tokens.grants.values():
+    for grant in exact_sandbox.state.sandbox.tokens.grants.values():
         if grant.refresh_token == aged.refresh_token:
             grant.issued_at -= seconds
     return aged
 
 
-def refreshes(sandbox_app: Any) -> list[Any]:
-    return [r for r in sandbox_app.state.sandbox.tokens.requests if r.grant_type == "refresh_token"]
+def refreshes(exact_sandbox: Any) -> list[Any]:
+    return [r for r in exact_sandbox.state.sandbox.tokens.requests if r.grant_type == "refresh_token"]
 
 
 async def stored_tokens(engine: AsyncEngine, cipher: Cipher, iid: int) -> dict[str, str]:
@@ -106,33 +89,33 @@ async def test_a_fresh_token_is_used_without_renewal(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, _ = connected
-    client = await client_for(engine, settings, cipher, http, redis, integration.id)
+    client = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     assert (await client.me()).current_division == 123456
-    assert refreshes(sandbox_app) == []
+    assert refreshes(exact_sandbox) == []
 
 
 async def test_a_token_with_under_30_seconds_left_is_renewed_and_stored_before_use(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, tokens = connected
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 580)
-    client = await client_for(engine, settings, cipher, http, redis, integration.id)
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 580)
+    client = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     await client.list_journals()
-    assert len(refreshes(sandbox_app)) == 1
+    assert len(refreshes(exact_sandbox)) == 1
     stored = await stored_tokens(engine, cipher, integration.id)
-    grant = next(iter(sandbox_app.state.sandbox.tokens.grants.values()))
+    grant = next(iter(exact_sandbox.state.sandbox.tokens.grants.values()))
     assert stored["refresh_token"] == grant.refresh_token != tokens.refresh_token
     assert stored["access_token"] != tokens.access_token
 
@@ -141,26 +124,26 @@ async def test_twenty_concurrent_jobs_cause_exactly_one_renewal(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, _ = connected
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 590)
-    clients = [await client_for(engine, settings, cipher, http, redis, integration.id) for _ in range(20)]
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 590)
+    clients = [await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id) for _ in range(20)]
     results = await asyncio.gather(*(c.me() for c in clients))
     assert {me.current_division for me in results} == {123456}
-    assert len(refreshes(sandbox_app)) == 1
+    assert len(refreshes(exact_sandbox)) == 1
     assert sum(c.auth.renewals for c in clients) == 1
 
 
 async def test_two_processes_renewing_at_once_cause_exactly_one_renewal(
-    engine: AsyncEngine, settings: Settings, cipher: Cipher, sandbox_app: Any, connected: Any
+    engine: AsyncEngine, settings: Settings, cipher: Cipher, exact_sandbox: Any, connected: Any
 ) -> None:
     integration, _ = connected
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 590)
-    with ServedApp(sandbox_app) as served:
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 590)
+    with ServedApp(exact_sandbox) as served:
         config = {
             "database_url": settings.database_url,
             "redis_url": settings.redis_url,
@@ -185,72 +168,72 @@ async def test_two_processes_renewing_at_once_cause_exactly_one_renewal(
     for child, (out, err) in zip(children, outputs, strict=True):
         assert child.returncode == 0, err.decode()[-2000:]
         assert out.decode().strip() == "ok 10"
-    assert len(refreshes(sandbox_app)) == 1
+    assert len(refreshes(exact_sandbox)) == 1
 
 
 async def test_a_reused_refresh_token_needs_reconnect_and_stops_further_calls(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, tokens = connected
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 590)
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 590)
     # Someone else (a stale copy of the tokens) renews first: our stored refresh token is now dead.
-    status, _ = sandbox_app.state.sandbox.tokens.refresh({"refresh_token": tokens.refresh_token})
+    status, _ = exact_sandbox.state.sandbox.tokens.refresh({"refresh_token": tokens.refresh_token})
     assert status == 200
     with pytest.raises(AuthError, match="Old refresh token used"):  # the token is read when the client is made
-        await client_for(engine, settings, cipher, http, redis, integration.id)
+        await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     async with engine.connect() as conn:
         after = await get_integration_or_raise(conn, integration_id=integration.id)
     assert after.exact_connection == "reconnect_needed"
     assert "Old refresh token used" in (after.exact_connection_error or "")
-    calls_before = (len(sandbox_app.state.sandbox.tokens.requests), len(sandbox_app.state.sandbox.calls))
+    calls_before = (len(exact_sandbox.state.sandbox.tokens.requests), len(exact_sandbox.state.sandbox.calls))
     with pytest.raises(AuthError):
         await exact_client_for(
-            engine=engine, settings=settings, cipher=cipher, http=http, redis=redis, integration=after
+            engine=engine, settings=settings, cipher=cipher, http=exact_sandbox_http, redis=redis, integration=after
         )
-    assert (len(sandbox_app.state.sandbox.tokens.requests), len(sandbox_app.state.sandbox.calls)) == calls_before
+    assert (len(exact_sandbox.state.sandbox.tokens.requests), len(exact_sandbox.state.sandbox.calls)) == calls_before
 
 
 async def test_a_rejected_young_token_is_not_renewed_before_570_seconds(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, tokens = connected
-    del sandbox_app.state.sandbox.tokens.access[tokens.access_token]  # Exact no longer accepts it
-    client = await client_for(engine, settings, cipher, http, redis, integration.id)
+    del exact_sandbox.state.sandbox.tokens.access[tokens.access_token]  # Exact no longer accepts it
+    client = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     with pytest.raises(AuthError, match="401"):
         await client.list_journals()
-    assert refreshes(sandbox_app) == []
+    assert refreshes(exact_sandbox) == []
 
 
 async def test_a_401_is_replayed_once_with_the_newer_token_another_job_stored(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
 ) -> None:
     integration, tokens = connected
-    slow = await client_for(engine, settings, cipher, http, redis, integration.id)
+    slow = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     await slow.me()  # caches the current access token in this job's custody
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 590)
-    other = await client_for(engine, settings, cipher, http, redis, integration.id)
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 590)
+    other = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     await other.me()  # renews and stores a new pair
-    del sandbox_app.state.sandbox.tokens.access[tokens.access_token]
+    del exact_sandbox.state.sandbox.tokens.access[tokens.access_token]
     await slow.list_journals()
-    assert len(refreshes(sandbox_app)) == 1
+    assert len(refreshes(exact_sandbox)) == 1
     assert slow.auth.renewals == 0
 
 
@@ -267,22 +250,22 @@ async def test_tokens_never_reach_the_logs(
     engine: AsyncEngine,
     settings: Settings,
     cipher: Cipher,
-    http: Any,
+    exact_sandbox_http: Any,
     redis: ArqRedis,
-    sandbox_app: Any,
+    exact_sandbox: Any,
     connected: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     integration, tokens = connected
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 590)
-    client = await client_for(engine, settings, cipher, http, redis, integration.id)
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 590)
+    client = await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)
     await client.me()
     await client.list_vat_codes()
-    sandbox_app.state.sandbox.tokens.grants.clear()  # the next renewal fails
-    await age_tokens(engine, cipher, sandbox_app, integration.id, 600)
+    exact_sandbox.state.sandbox.tokens.grants.clear()  # the next renewal fails
+    await age_tokens(engine, cipher, exact_sandbox, integration.id, 600)
     with pytest.raises(AuthError):
-        await (await client_for(engine, settings, cipher, http, redis, integration.id)).me()
+        await (await client_for(engine, settings, cipher, exact_sandbox_http, redis, integration.id)).me()
     new = await stored_tokens(engine, cipher, integration.id)
     secrets = {tokens.access_token, tokens.refresh_token, new["access_token"], new["refresh_token"]}
     assert "exact token renewed" in caplog.text
@@ -292,16 +275,27 @@ async def test_tokens_never_reach_the_logs(
 
 
 async def test_the_keep_alive_renews_only_connections_idle_for_20_days(
-    engine: AsyncEngine, settings: Settings, cipher: Cipher, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine,
+    settings: Settings,
+    cipher: Cipher,
+    exact_sandbox_http: Any,
+    redis: ArqRedis,
+    exact_sandbox: Any,
 ) -> None:
     async with engine.begin() as conn:
         idle = await create_active_integration(conn)
         busy = await create_active_integration(conn)
-        idle_tokens = await connect_exact_sandbox(conn, integration_id=idle.id, sandbox_app=sandbox_app, cipher=cipher)
-        busy_tokens = await connect_exact_sandbox(conn, integration_id=busy.id, sandbox_app=sandbox_app, cipher=cipher)
-    await age_tokens(engine, cipher, sandbox_app, idle.id, 21 * 24 * 3600)
-    await age_tokens(engine, cipher, sandbox_app, busy.id, 3 * 24 * 3600)
-    renewed = await refresh_idle_tokens(engine=engine, settings=settings, cipher=cipher, http=http, redis=redis)
+        idle_tokens = await connect_exact_sandbox(
+            conn, integration_id=idle.id, sandbox_app=exact_sandbox, cipher=cipher
+        )
+        busy_tokens = await connect_exact_sandbox(
+            conn, integration_id=busy.id, sandbox_app=exact_sandbox, cipher=cipher
+        )
+    await age_tokens(engine, cipher, exact_sandbox, idle.id, 21 * 24 * 3600)
+    await age_tokens(engine, cipher, exact_sandbox, busy.id, 3 * 24 * 3600)
+    renewed = await refresh_idle_tokens(
+        engine=engine, settings=settings, cipher=cipher, http=exact_sandbox_http, redis=redis
+    )
     assert renewed == 1
     assert (await stored_tokens(engine, cipher, idle.id))["refresh_token"] != idle_tokens.refresh_token
     assert (await stored_tokens(engine, cipher, busy.id))["refresh_token"] == busy_tokens.refresh_token
@@ -315,23 +309,34 @@ def test_the_keep_alive_runs_as_a_daily_cron(settings: Settings) -> None:
 
 
 async def test_an_unconnected_integration_gets_no_client(
-    engine: AsyncEngine, settings: Settings, cipher: Cipher, http: Any, redis: ArqRedis
+    engine: AsyncEngine, settings: Settings, cipher: Cipher, exact_sandbox_http: Any, redis: ArqRedis
 ) -> None:
     async with engine.begin() as conn:
         integration = await create_active_integration(conn, exact_connection="disconnected")
     with pytest.raises(AuthError, match="not connected"):
         await exact_client_for(
-            engine=engine, settings=settings, cipher=cipher, http=http, redis=redis, integration=integration
+            engine=engine,
+            settings=settings,
+            cipher=cipher,
+            http=exact_sandbox_http,
+            redis=redis,
+            integration=integration,
         )
 
 
 async def test_no_stored_tokens_is_an_auth_error(
-    engine: AsyncEngine, settings: Settings, cipher: Cipher, http: Any, redis: ArqRedis
+    engine: AsyncEngine, settings: Settings, cipher: Cipher, exact_sandbox_http: Any, redis: ArqRedis
 ) -> None:
     async with engine.begin() as conn:
         integration = await create_active_integration(conn)
     auth = ExactAuth(
-        engine=engine, cipher=cipher, http=http, redis=redis, settings=settings, integration_id=integration.id, host="x"
+        engine=engine,
+        cipher=cipher,
+        http=exact_sandbox_http,
+        redis=redis,
+        settings=settings,
+        integration_id=integration.id,
+        host="x",
     )
     with pytest.raises(AuthError, match="not connected"):
         await auth.access_tokens()

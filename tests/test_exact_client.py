@@ -22,14 +22,14 @@ from gateway.clients.errors import (
 from gateway.clients.exact import ExactClient, encode_json, odata_quote, parse_odata_date
 from gateway.clients.exact_odata import pad_account_code
 from gateway.settings import Settings
-from tests.conftest import load_payload
+from tests.support.environment import load_payload
 
 DIVISION = 123456
 pytestmark = pytest.mark.anyio  # parametrized async tests need the marker at collection time
 
 
 @pytest.fixture
-def client(http: httpx.AsyncClient, settings: Settings) -> ExactClient:
+def exact_client(http: httpx.AsyncClient, settings: Settings) -> ExactClient:
     return ExactClient(http, host=settings.exact_hosts["nl"], division=DIVISION)
 
 
@@ -62,7 +62,7 @@ def test_encode_json_writes_decimals_as_exact_numbers_and_dates_as_iso() -> None
 
 
 async def test_get_all_sends_odata_options_and_follows_next_pages(
-    client: ExactClient, exact_api: respx.MockRouter
+    exact_client: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     route = exact_api.get(f"/api/v1/{DIVISION}/vat/VATCodes").mock(
         side_effect=[
@@ -70,36 +70,40 @@ async def test_get_all_sends_odata_options_and_follows_next_pages(
             httpx.Response(200, json={"d": {"results": [{"Code": "1  ", "Percentage": 0.09}]}}),
         ]
     )
-    rows = await client.get_all("vat/VATCodes", select=["Code", "Percentage"], filter="IsBlocked eq false", top=50)
+    rows = await exact_client.get_all(
+        "vat/VATCodes", select=["Code", "Percentage"], filter="IsBlocked eq false", top=50
+    )
     assert [r["Code"] for r in rows] == ["2  ", "D1 ", "1  "]
     assert rows[0]["Percentage"] == Decimal("0.21")  # numbers come back as Decimal, never float
     first, second = (call.request for call in route.calls)
     assert query_of(first) == {"$select": "Code,Percentage", "$filter": "IsBlocked eq false", "$top": "50"}
     assert query_of(second)["$skiptoken"] == "guid'3e7c1c1a-0000-4000-8000-0000000000d1'"
     assert first.headers["Accept"] == "application/json"
-    assert client.calls == 2
+    assert exact_client.calls == 2
 
 
-async def test_next_link_to_another_host_is_not_followed(client: ExactClient, exact_api: respx.MockRouter) -> None:
+async def test_next_link_to_another_host_is_not_followed(
+    exact_client: ExactClient, exact_api: respx.MockRouter
+) -> None:
     page = {"d": {"results": [], "__next": "https://evil.test/api/v1/123456/vat/VATCodes?$skiptoken=1"}}
     exact_api.get(f"/api/v1/{DIVISION}/vat/VATCodes").mock(return_value=httpx.Response(200, json=page))
     with pytest.raises(PermanentApiError, match="another host"):
-        await client.get_all("vat/VATCodes", select=["Code"])
+        await exact_client.get_all("vat/VATCodes", select=["Code"])
 
 
-async def test_get_all_requires_a_select(client: ExactClient) -> None:
+async def test_get_all_requires_a_select(exact_client: ExactClient) -> None:
     with pytest.raises(ValueError, match="select"):
-        await client.get_all("vat/VATCodes", select=[])
+        await exact_client.get_all("vat/VATCodes", select=[])
 
 
 async def test_post_sends_exact_json_and_returns_the_created_entity(
-    client: ExactClient, exact_api: respx.MockRouter
+    exact_client: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     route = exact_api.post(f"/api/v1/{DIVISION}/salesentry/SalesEntries").mock(
         return_value=httpx.Response(201, json=load_payload("exact_salesentry_201"))
     )
     payload = {"Journal": "70", "SalesEntryLines": [{"AmountFC": Decimal("82.64"), "VATAmountFC": Decimal("17.36")}]}
-    created = await client.post("salesentry/SalesEntries", payload)
+    created = await exact_client.post("salesentry/SalesEntries", payload)
     assert created["EntryNumber"] == 26700001
     sent = route.calls.last.request
     assert sent.content == b'{"Journal":"70","SalesEntryLines":[{"AmountFC":82.64,"VATAmountFC":17.36}]}'
@@ -107,17 +111,17 @@ async def test_post_sends_exact_json_and_returns_the_created_entity(
     assert sent.headers["Prefer"] == "return=representation"
 
 
-async def test_find_account_by_email_quotes_the_value(client: ExactClient, exact_api: respx.MockRouter) -> None:
+async def test_find_account_by_email_quotes_the_value(exact_client: ExactClient, exact_api: respx.MockRouter) -> None:
     route = exact_api.get(f"/api/v1/{DIVISION}/crm/Accounts").mock(
         return_value=httpx.Response(200, json={"d": {"results": []}})
     )
-    assert await client.find_account_by_email("o'brien@x.nl") is None
+    assert await exact_client.find_account_by_email("o'brien@x.nl") is None
     assert query_of(route.calls.last.request)["$filter"] == "Email eq 'o''brien@x.nl'"
     assert query_of(route.calls.last.request)["$top"] == "1"
 
 
 async def test_list_vat_codes_retries_without_oss_country_where_the_feature_is_off(
-    client: ExactClient, exact_api: respx.MockRouter
+    exact_client: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     refusal = {"error": {"message": {"value": "Could not find a property named 'OssCountry' on type 'VATCode'."}}}
     route = exact_api.get(f"/api/v1/{DIVISION}/vat/VATCodes").mock(
@@ -126,34 +130,34 @@ async def test_list_vat_codes_retries_without_oss_country_where_the_feature_is_o
             httpx.Response(200, json={"d": {"results": [{"Code": "2  ", "Percentage": 0.21}]}}),
         ]
     )
-    codes = await client.list_vat_codes()
+    codes = await exact_client.list_vat_codes()
     assert [(c.code, c.percent, c.oss_country) for c in codes] == [("2", Decimal(21), "")]
     assert "OssCountry" in query_of(route.calls[0].request)["$select"]
     assert "OssCountry" not in query_of(route.calls[1].request)["$select"]
 
 
 async def test_typed_lookups_parse_the_fields_the_gateway_uses(
-    client: ExactClient, exact_api: respx.MockRouter
+    exact_client: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     exact_api.get("/api/v1/current/Me").mock(return_value=httpx.Response(200, json=load_payload("exact_me")))
     exact_api.get(f"/api/v1/{DIVISION}/vat/VATCodes").mock(
         return_value=httpx.Response(200, json={"d": {"results": load_payload("exact_vatcodes")["d"]["results"]}})
     )
-    me = await client.me()
+    me = await exact_client.me()
     assert (me.current_division, me.full_name) == (123456, "Sandra Sandbox")
-    codes = await client.list_vat_codes()
+    codes = await exact_client.list_vat_codes()
     assert [(c.code, c.percentage, c.oss_country, c.is_sales) for c in codes] == [
         ("2", Decimal("0.21"), "", True),
         ("D1", Decimal("0.19"), "DE", True),
     ]
 
 
-async def test_a_record_without_its_key_is_refused(client: ExactClient, exact_api: respx.MockRouter) -> None:
+async def test_a_record_without_its_key_is_refused(exact_client: ExactClient, exact_api: respx.MockRouter) -> None:
     exact_api.get(f"/api/v1/{DIVISION}/logistics/Items").mock(
         return_value=httpx.Response(200, json={"d": {"results": [{"Description": "no id"}]}})
     )
     with pytest.raises(PermanentApiError, match="lacks ID"):
-        await client.find_item("SKU-1")
+        await exact_client.find_item("SKU-1")
 
 
 @pytest.mark.parametrize(
@@ -178,16 +182,16 @@ async def test_a_record_without_its_key_is_refused(client: ExactClient, exact_ap
     ],
 )
 async def test_answers_map_to_the_error_tree(
-    client: ExactClient, exact_api: respx.MockRouter, answer: httpx.Response, error: type[Exception], text: str
+    exact_client: ExactClient, exact_api: respx.MockRouter, answer: httpx.Response, error: type[Exception], text: str
 ) -> None:
     exact_api.get(f"/api/v1/{DIVISION}/financial/Journals").mock(return_value=answer)
     with pytest.raises(error, match=text) as caught:
-        await client.list_journals()
+        await exact_client.list_journals()
     assert "Exact Online" in str(caught.value)
 
 
 async def test_429_carries_the_reset_time_from_the_minutely_header(
-    client: ExactClient, exact_api: respx.MockRouter
+    exact_client: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     reset = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=37)
     headers = {
@@ -197,7 +201,7 @@ async def test_429_carries_the_reset_time_from_the_minutely_header(
     }
     exact_api.get(f"/api/v1/{DIVISION}/financial/Journals").mock(return_value=httpx.Response(429, headers=headers))
     with pytest.raises(RateLimitedError) as caught:
-        await client.list_journals()
+        await exact_client.list_journals()
     assert caught.value.reset_at == reset
     assert 30 < (caught.value.retry_after or 0) <= 37
 
@@ -207,16 +211,16 @@ async def test_429_carries_the_reset_time_from_the_minutely_header(
     [pytest.param(httpx.ReadTimeout("slow"), id="timeout"), pytest.param(httpx.ConnectError("down"), id="connect")],
 )
 async def test_transport_failures_are_transient(
-    client: ExactClient, exact_api: respx.MockRouter, failure: Exception
+    exact_client: ExactClient, exact_api: respx.MockRouter, failure: Exception
 ) -> None:
     exact_api.post(f"/api/v1/{DIVISION}/salesentry/SalesEntries").mock(side_effect=failure)
     with pytest.raises(TransientApiError):
-        await client.post("salesentry/SalesEntries", {"Journal": "70"})
+        await exact_client.post("salesentry/SalesEntries", {"Journal": "70"})
 
 
-async def test_error_text_never_carries_a_token(client: ExactClient, exact_api: respx.MockRouter) -> None:
+async def test_error_text_never_carries_a_token(exact_client: ExactClient, exact_api: respx.MockRouter) -> None:
     body = {"error": {"message": {"value": "Bad token access_token=AAEAAsecret123 Bearer AAEAAsecret123"}}}
     exact_api.get(f"/api/v1/{DIVISION}/financial/Journals").mock(return_value=httpx.Response(400, json=body))
     with pytest.raises(ValidationError) as caught:
-        await client.list_journals()
+        await exact_client.list_journals()
     assert "AAEAAsecret123" not in str(caught.value)

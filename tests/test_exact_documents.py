@@ -20,7 +20,7 @@ from gateway.clients.exact_documents import (
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.settings import Settings
 from gateway.store.integrations import IntegrationSettings, VatMapping
-from tests.conftest import load_payload
+from tests.support.environment import load_payload
 
 DIVISION = 123456
 BASE = f"/api/v1/{DIVISION}"

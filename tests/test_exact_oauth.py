@@ -29,8 +29,9 @@ from gateway.exact_oauth import STATE_SALT
 from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import EXACT_COUNTRIES, Settings
 from gateway.store.integrations import Integration, create_integration, get_integration_or_raise
-from tests.conftest import run_in_thread
-from tests.factories import ServedApp, connect_exact_sandbox, create_account
+from tests.support.environment import run_in_thread
+from tests.support.factories import connect_exact_sandbox, create_account
+from tests.support.servers import ServedApp
 
 CALLBACK = "http://testserver/connect/exact/callback"
 ENGLISH = {"Accept-Language": "en"}  # the pages are Dutch by default; the assertions read the English text
@@ -82,7 +83,7 @@ async def _login(request: Request) -> PlainTextResponse:
 
 
 @pytest.fixture
-def sandboxes() -> Iterator[dict[str, tuple[Any, str]]]:
+def exact_sandboxes() -> Iterator[dict[str, tuple[Any, str]]]:
     """Two sandbox Exacts: one for nl (and every other country), one for be, each on its own port."""
     nl = create_exact_sandbox(client_id="test-client-id", client_secret="exact-client-secret-0001")
     be = create_exact_sandbox(client_id="test-client-id", client_secret="exact-client-secret-0001")
@@ -91,8 +92,8 @@ def sandboxes() -> Iterator[dict[str, tuple[Any, str]]]:
 
 
 @pytest.fixture
-def web_settings(settings: Settings, clean_state: Settings, sandboxes: dict[str, tuple[Any, str]]) -> Settings:
-    hosts = dict.fromkeys(EXACT_COUNTRIES, sandboxes["nl"][1]) | {"be": sandboxes["be"][1]}
+def web_settings(settings: Settings, clean_state: Settings, exact_sandboxes: dict[str, tuple[Any, str]]) -> Settings:
+    hosts = dict.fromkeys(EXACT_COUNTRIES, exact_sandboxes["nl"][1]) | {"be": exact_sandboxes["be"][1]}
     return dataclasses.replace(settings, exact_hosts=hosts)
 
 
@@ -147,8 +148,8 @@ def consent(authorize_url: str, decision: str = "approve") -> str:
     return location.removeprefix("http://testserver")
 
 
-def token_requests(sandboxes: dict[str, tuple[Any, str]], country: str = "nl") -> list[Any]:
-    return sandboxes[country][0].state.sandbox.tokens.requests
+def token_requests(exact_sandboxes: dict[str, tuple[Any, str]], country: str = "nl") -> list[Any]:
+    return exact_sandboxes[country][0].state.sandbox.tokens.requests
 
 
 def assert_clear_failure(response: httpx.Response, *texts: str) -> None:
@@ -197,12 +198,12 @@ def test_an_unknown_country_shows_the_form_again(web: TestClient, owner: tuple[i
 
 
 def test_a_full_connect_round_trip_over_http(
-    web: TestClient, web_settings: Settings, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, web_settings: Settings, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     integration_id = owner[1]
     authorize = start(web, integration_id)
     query = parse_qs(urlsplit(authorize).query)
-    assert authorize.startswith(f"{sandboxes['nl'][1]}/api/oauth2/auth?")
+    assert authorize.startswith(f"{exact_sandboxes['nl'][1]}/api/oauth2/auth?")
     assert query["client_id"] == ["test-client-id"]
     assert query["redirect_uri"] == [CALLBACK]
     assert query["response_type"] == ["code"]
@@ -214,21 +215,21 @@ def test_a_full_connect_round_trip_over_http(
     assert (integration.exact_division, integration.exact_division_name) == (123456, "Demo Webwinkel BV")
     assert integration.exact_user_name == "Sandra Sandbox"
     [credential] = rows(web_settings, tables.credential)
-    grant = next(iter(sandboxes["nl"][0].state.sandbox.tokens.grants.values()))
+    grant = next(iter(exact_sandboxes["nl"][0].state.sandbox.tokens.grants.values()))
     assert grant.refresh_token not in credential.secret
     assert grant.refresh_token in Cipher(web_settings.encryption_keys).decrypt(credential.secret)
     assert [row.kind for row in rows(web_settings, tables.lookup_cache)] == ["divisions"]
-    assert [r.grant_type for r in token_requests(sandboxes)] == ["authorization_code"]
+    assert [r.grant_type for r in token_requests(exact_sandboxes)] == ["authorization_code"]
 
 
 def test_a_replayed_callback_is_refused(
-    web: TestClient, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     callback = consent(start(web, owner[1]))
     assert web.get(callback).status_code == 303
     again = web.get(callback)
     assert_clear_failure(again, "already used")
-    assert len(token_requests(sandboxes)) == 1
+    assert len(token_requests(exact_sandboxes)) == 1
 
 
 @pytest.mark.parametrize(
@@ -239,19 +240,22 @@ def test_a_replayed_callback_is_refused(
     ],
 )
 def test_a_forged_state_is_refused(
-    web: TestClient, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]], forge: Callable[[Any], str]
+    web: TestClient, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]], forge: Callable[[Any], str]
 ) -> None:
     callback = consent(start(web, owner[1]))
     real = parse_qs(urlsplit(callback).query)
     state = forge({"i": owner[1], "c": "nl", "n": "guess"})
     response = web.get("/connect/exact/callback", params={"code": real["code"][0], "state": state})
     assert_clear_failure(response, "not for this gateway")
-    assert token_requests(sandboxes) == []
+    assert token_requests(exact_sandboxes) == []
     assert real["code"][0] not in response.text
 
 
 def test_an_expired_state_is_refused(
-    web: TestClient, owner: tuple[int, int], monkeypatch: pytest.MonkeyPatch, sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient,
+    owner: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+    exact_sandboxes: dict[str, tuple[Any, str]],
 ) -> None:
     signed = exact_oauth._serializer
 
@@ -269,34 +273,34 @@ def test_an_expired_state_is_refused(
         patch.setattr(exact_oauth, "_serializer", eleven_minutes_ago)
         authorize = start(web, owner[1])
     assert_clear_failure(web.get(consent(authorize)), "longer than 10 minutes")
-    assert token_requests(sandboxes) == []
+    assert token_requests(exact_sandboxes) == []
 
 
 def test_a_state_from_another_browser_session_is_refused(
-    web: TestClient, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     callback = consent(start(web, owner[1]))
     web.get(f"/_test/login/{owner[0]}")  # a new session for the same account: it never started this attempt
     assert_clear_failure(web.get(callback), "another browser session")
-    assert token_requests(sandboxes) == []
+    assert token_requests(exact_sandboxes) == []
 
 
 def test_denied_consent_ends_on_a_clear_page(
-    web: TestClient, web_settings: Settings, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, web_settings: Settings, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     response = web.get(consent(start(web, owner[1]), decision="deny"))
     assert_clear_failure(response, "did not give the gateway access")
     assert integration_row(web_settings, owner[1]).exact_connection == "disconnected"
-    assert token_requests(sandboxes) == []
+    assert token_requests(exact_sandboxes) == []
 
 
 def test_a_code_from_another_countrys_host_is_refused(
-    web: TestClient, web_settings: Settings, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, web_settings: Settings, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     authorize_be = start(web, owner[1], country="be")
-    assert authorize_be.startswith(sandboxes["be"][1])
+    assert authorize_be.startswith(exact_sandboxes["be"][1])
     # The account lives in the Netherlands: consent happens at the nl host, whose code the be host does not know.
-    callback = consent(authorize_be.replace(sandboxes["be"][1], sandboxes["nl"][1]))
+    callback = consent(authorize_be.replace(exact_sandboxes["be"][1], exact_sandboxes["nl"][1]))
     response = web.get(callback)
     assert_clear_failure(response, "did not accept the authorisation", "België")
     assert parse_qs(urlsplit(callback).query)["code"][0] not in response.text
@@ -305,7 +309,7 @@ def test_a_code_from_another_countrys_host_is_refused(
 
 
 def test_a_reconnect_keeps_the_administration_chosen_before(
-    web: TestClient, web_settings: Settings, sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, web_settings: Settings, exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     account_id, integration_id = new_owner(
         web_settings,
@@ -324,7 +328,7 @@ def test_a_reconnect_keeps_the_administration_chosen_before(
 
 
 def test_disconnect_forgets_the_tokens(
-    web: TestClient, web_settings: Settings, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, web_settings: Settings, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     integration_id = owner[1]
     assert web.get(consent(start(web, integration_id))).status_code == 303
@@ -354,10 +358,12 @@ def test_connecting_needs_a_registered_app(web_settings: Settings) -> None:
     assert "EXACT_CLIENT_ID" in response.text
 
 
-def test_the_factory_tokens_match_the_sandbox(web_settings: Settings, sandboxes: dict[str, tuple[Any, str]]) -> None:
+def test_the_factory_tokens_match_the_sandbox(
+    web_settings: Settings, exact_sandboxes: dict[str, tuple[Any, str]]
+) -> None:
     """The helper other tests use stores a pair the sandbox accepts (guards the factory itself)."""
     _, integration_id = new_owner(web_settings)
-    sandbox_app = sandboxes["nl"][0]
+    sandbox_app = exact_sandboxes["nl"][0]
 
     async def connect(conn: AsyncConnection) -> Any:
         return await connect_exact_sandbox(
@@ -369,10 +375,10 @@ def test_the_factory_tokens_match_the_sandbox(web_settings: Settings, sandboxes:
 
 
 def test_connect_failures_read_in_dutch(
-    web: TestClient, owner: tuple[int, int], sandboxes: dict[str, tuple[Any, str]]
+    web: TestClient, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
 ) -> None:
     authorize_be = start(web, owner[1], country="be")
-    callback = consent(authorize_be.replace(sandboxes["be"][1], sandboxes["nl"][1]))
+    callback = consent(authorize_be.replace(exact_sandboxes["be"][1], exact_sandboxes["nl"][1]))
     dutch = {"Accept-Language": "nl"}
     wrong_country = web.get(callback, headers=dutch)
     assert_clear_failure(wrong_country, "Staat je Exact Online-account niet in België")

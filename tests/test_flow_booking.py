@@ -1,16 +1,10 @@
 """End to end: a notice arrives at the webhook, the arq worker books the order in Exact once, replays send nothing."""
 
-import dataclasses
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import respx
 from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy import select
@@ -18,50 +12,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from gateway import tables
-from gateway.clients.exact import ExactClient
 from gateway.clients.mijnwebwinkel_models import MwwOrder
-from gateway.crypto import Cipher
-from gateway.exact_auth import store_tokens
-from gateway.exact_oauth import ExactTokens
-from gateway.jobs.sync_order import BookingServices, book_order, services_from_context
-from gateway.sandbox.exact import Faults, create_exact_sandbox
+from gateway.jobs.sync_order import book_order
+from gateway.sandbox.exact import Faults
 from gateway.settings import Settings
-from gateway.store import credentials, notices
+from gateway.store import notices
 from gateway.store.integrations import (
-    Integration,
-    IntegrationSettings,
     hash_webhook_key,
-    save_vat_mapping,
     update_integration,
-    utcnow,
 )
-from tests.conftest import load_payload
-from tests.factories import create_active_integration
-from tests.test_booking import expected_failure
-from tests.test_sync_order import (
-    KEYS as KEY,
-    SHOP_TOKEN,
-    FakeExact,
-    connected_integration,
-    queued_order,
-    serve_orders,
-    sync_row,
+from tests.support.booking_sandbox import (
+    PLAIN_DIVISION,
+    SANDBOX_BOOKING,
+    WHOLESALE_DIVISION,
+    BookingSandbox,
+    sandbox_integration,
+    sandbox_services,
 )
-
-CORPUS = sorted(p.stem.removeprefix("order_") for p in (Path(__file__).parent / "payloads").glob("order_*.json"))
+from tests.support.corpus import ORDER_CORPUS, expected_failure
+from tests.support.environment import load_payload
+from tests.support.fake_exact import KEYS as KEY, FakeExact, connected_integration, queued_order, sync_row
 
 pytestmark = pytest.mark.anyio
 WEBHOOK_KEY = "flow-test-webhook-key-0001"
-
-
-@pytest.fixture
-def fake_exact(exact_api: respx.MockRouter) -> FakeExact:
-    return FakeExact(exact_api)
-
-
-@pytest.fixture
-def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
-    return serve_orders(mww_api)
 
 
 def notify(client: TestClient, number: str, status: int, notice_id: str) -> dict[str, Any]:
@@ -106,100 +79,6 @@ async def test_a_webhook_notice_is_booked_once_and_replays_send_nothing(
 
 # ---------------------------------------------------------------- the corpus against the sandbox Exact Online
 
-SANDBOX_MAPPINGS = {
-    "NL-21": ("2", "8000"),
-    "NL-9": ("1", "8010"),
-    "NL-0": ("0", "8020"),
-    "EU-B2B": ("4", "8030"),
-    "EXPORT": ("6", "8020"),
-    "OSS-DE-19": ("D1", None),
-    "OSS-DE-7": ("D2", None),
-    "OSS-BE-21": ("B1", None),
-    "OSS-BE-6": ("B2", None),
-    "OSS-FR-20": ("F1", None),
-    "OSS-FR-5.5": ("F2", None),
-}
-SANDBOX_BOOKING = IntegrationSettings(
-    selected_statuses=(2, 3),
-    journal_code="70",
-    oss_revenue_account="8040",
-    create_items=True,
-    shipping_item="VERZEND",
-    costs_item="BETAALKOSTEN",
-    discount_item="KORTING",
-    shipping_gl_account="8050",
-    discount_gl_account="8060",
-    payment_condition="14",
-    invoice_status="final",
-    send_invoice=True,
-    warehouse="5f0b8c1e-0000-4000-8000-000000000001",
-)
-PLAIN_DIVISION, WHOLESALE_DIVISION = 123456, 234567  # the sandbox's seeds; only the second allows direct invoices
-
-
-class Bearer(httpx.Auth):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-
-@dataclass
-class Sandbox:
-    app: Any
-    http: httpx.AsyncClient
-    tokens: ExactTokens
-
-    def division(self, code: int) -> Any:
-        return self.app.state.sandbox.divisions[code]
-
-    def booked(self, code: int, entity: str) -> list[dict[str, Any]]:
-        return list(self.division(code).rows[entity])
-
-
-@pytest.fixture
-async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
-    app = create_exact_sandbox(faults_enabled=True, minutely_limit=100_000, daily_limit=1_000_000)
-    code = app.state.sandbox.tokens.new_code("test-client-id", "http://testserver/exact/callback")
-    status, body = app.state.sandbox.tokens.exchange(
-        {"code": code, "client_id": "test-client-id", "redirect_uri": "http://testserver/exact/callback"}
-    )
-    assert status == 200, body
-    tokens = ExactTokens(body["access_token"], body["refresh_token"], int(body["expires_in"]), utcnow())
-    mounts = {settings.exact_hosts["nl"]: httpx.ASGITransport(app=app)}
-    async with httpx.AsyncClient(mounts=mounts) as http:
-        for division in (PLAIN_DIVISION, WHOLESALE_DIVISION):  # the costs and discount articles a shop would make
-            exact = ExactClient(
-                http, host=settings.exact_hosts["nl"], division=division, auth=Bearer(tokens.access_token)
-            )
-            for item, description in (("BETAALKOSTEN", "Betaalkosten"), ("KORTING", "Korting")):
-                await exact.post("logistics/Items", {"Code": item, "Description": description, "IsSalesItem": True})
-        yield Sandbox(app, http, tokens)
-
-
-async def sandbox_integration(
-    engine: AsyncEngine, settings: Settings, sandbox: Sandbox, booking: IntegrationSettings, division: int
-) -> Integration:
-    cipher = Cipher(settings.encryption_keys)
-    async with engine.begin() as conn:
-        integration = await create_active_integration(conn, settings=booking, exact_division=division)
-        await credentials.save_credential(
-            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
-        )
-        await store_tokens(conn, integration_id=integration.id, tokens=sandbox.tokens, cipher=cipher)
-        for category, (code, gl) in SANDBOX_MAPPINGS.items():
-            await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
-    return integration
-
-
-def sandbox_services(engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox) -> BookingServices:
-    fast = dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
-    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": sandbox.http}
-    return services_from_context({**ctx, "redis": redis})
-
-
 ENTITY = {
     "sales_entry": ("SalesEntries", "SalesEntryLines"),
     "sales_invoice": ("SalesInvoices", "SalesInvoiceLines"),
@@ -240,17 +119,17 @@ async def test_the_corpus_books_into_the_sandbox_exactly_as_the_shop_sold_it(
     engine: AsyncEngine,
     settings: Settings,
     redis: ArqRedis,
-    sandbox: Sandbox,
+    booking_sandbox: BookingSandbox,
     shop: dict[str, Any],
     document_type: str,
     mode: str,
 ) -> None:
     division = WHOLESALE_DIVISION if document_type == "direct_sales_invoice" else PLAIN_DIVISION
     booking = SANDBOX_BOOKING.replace(insertion_type=document_type, eu_consumer_vat=mode)
-    integration = await sandbox_integration(engine, settings, sandbox, booking, division)
-    services = sandbox_services(engine, settings, redis, sandbox)
+    integration = await sandbox_integration(engine, settings, booking_sandbox, booking, division)
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
     entity = ENTITY[document_type][0]
-    for name in CORPUS:
+    for name in ORDER_CORPUS:
         data = load_payload(f"order_{name}")
         shop[str(data["number"])] = data
         async with engine.begin() as conn:
@@ -266,48 +145,53 @@ async def test_the_corpus_books_into_the_sandbox_exactly_as_the_shop_sold_it(
         result = await book_order(services, outcome.order_sync_id)
         failure = expected_failure(name, document_type, mode)
         row = await sync_row(engine, outcome.order_sync_id)
-        booked = [r for r in sandbox.booked(division, entity) if r["YourRef"] == str(data["number"])]
+        booked = [r for r in booking_sandbox.booked(division, entity) if r["YourRef"] == str(data["number"])]
         if failure is not None:
             assert (row.error_kind, booked) == (failure, []), result
             continue
         assert row.state == "booked", result
         [record] = booked
         assert row.exact_document_id == record[KEY[entity]]
-        assert_booked_like_the_shop(MwwOrder.from_api(data), document_type, record, sandbox.division(division))
+        assert_booked_like_the_shop(MwwOrder.from_api(data), document_type, record, booking_sandbox.division(division))
     if document_type in ("sales_invoice", "direct_sales_invoice"):
-        printed = sandbox.booked(division, "PrintedSalesInvoices")
-        assert len(printed) == len(sandbox.booked(division, "SalesInvoices"))
+        printed = booking_sandbox.booked(division, "PrintedSalesInvoices")
+        assert len(printed) == len(booking_sandbox.booked(division, "SalesInvoices"))
         assert all(p["SendEmailToCustomer"] for p in printed)
 
 
 @pytest.mark.parametrize("mode", ["500", "timeout"])
 async def test_the_sandbox_failing_after_it_stored_a_booking_leaves_one_document(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any], mode: str
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop: dict[str, Any],
+    mode: str,
 ) -> None:
-    integration = await sandbox_integration(engine, settings, sandbox, SANDBOX_BOOKING, PLAIN_DIVISION)
-    services = sandbox_services(engine, settings, redis, sandbox)
+    integration = await sandbox_integration(engine, settings, booking_sandbox, SANDBOX_BOOKING, PLAIN_DIVISION)
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
     sync_id = await queued_order(engine, shop, integration, "domestic")  # Jan is a seeded customer: one POST
-    accounts = len(sandbox.booked(PLAIN_DIVISION, "Accounts"))
-    sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode=mode, hang_seconds=0.05)
+    accounts = len(booking_sandbox.booked(PLAIN_DIVISION, "Accounts"))
+    booking_sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode=mode, hang_seconds=0.05)
     with pytest.raises(Retry):
         await book_order(services, sync_id)
-    [entry] = sandbox.booked(PLAIN_DIVISION, "SalesEntries")  # stored, though the answer was an error
+    [entry] = booking_sandbox.booked(PLAIN_DIVISION, "SalesEntries")  # stored, though the answer was an error
     assert (await sync_row(engine, sync_id)).state == "retrying"
     result = await book_order(services, sync_id, job_try=2)
     assert result.startswith("adopted: order 5001")
-    assert sandbox.booked(PLAIN_DIVISION, "SalesEntries") == [entry]
+    assert booking_sandbox.booked(PLAIN_DIVISION, "SalesEntries") == [entry]
     assert (await sync_row(engine, sync_id)).exact_document_id == entry["EntryID"]
-    assert len(sandbox.booked(PLAIN_DIVISION, "Accounts")) == accounts
+    assert len(booking_sandbox.booked(PLAIN_DIVISION, "Accounts")) == accounts
 
 
 async def test_a_direct_sales_invoice_in_a_plain_edition_is_refused_in_plain_words(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
     booking = SANDBOX_BOOKING.replace(insertion_type="direct_sales_invoice")
-    integration = await sandbox_integration(engine, settings, sandbox, booking, PLAIN_DIVISION)
+    integration = await sandbox_integration(engine, settings, booking_sandbox, booking, PLAIN_DIVISION)
     sync_id = await queued_order(engine, shop, integration, "b2b_domestic")
-    result = await book_order(sandbox_services(engine, settings, redis, sandbox), sync_id)
+    result = await book_order(sandbox_services(engine, settings, redis, booking_sandbox), sync_id)
     row = await sync_row(engine, sync_id)
     assert (row.state, row.error_kind) == ("failed", "settings")
     assert "choose sales invoice or sales entry in the settings" in result
-    assert sandbox.booked(PLAIN_DIVISION, "SalesInvoices") == []
+    assert booking_sandbox.booked(PLAIN_DIVISION, "SalesInvoices") == []

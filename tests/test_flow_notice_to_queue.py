@@ -29,7 +29,7 @@ from gateway.sandbox.mijnwebwinkel import SANDBOX_PARTNER_TOKEN, SANDBOX_SHOP_TO
 from gateway.settings import Settings
 from gateway.store import credentials
 from gateway.store.integrations import Integration, get_integration_or_raise, update_integration
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,8 @@ class Live:
 
 
 @pytest.fixture
-def live(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> Iterator[Live]:
+def live_shop(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> Iterator[Live]:
+    """The sandbox shop and the gateway, each under uvicorn on loopback."""
     sandbox_url, sandbox_server, sandbox_thread = serve(create_mww_sandbox(faults_enabled=True))
     gateway_settings = dataclasses.replace(
         settings, mww_base_url=f"{sandbox_url}/v1", mww_partner_token=Secret(SANDBOX_PARTNER_TOKEN)
@@ -72,72 +73,77 @@ def live(settings: Settings, engine: AsyncEngine, redis: ArqRedis) -> Iterator[L
 
 
 @pytest.fixture
-def ctx(live: Live, engine: AsyncEngine, redis: ArqRedis, http) -> dict:
+def live_ctx(live_shop: Live, engine: AsyncEngine, redis: ArqRedis, http) -> dict:
+    """The job context on `live_shop`'s settings."""
     return {
-        "settings": live.settings,
+        "settings": live_shop.settings,
         "engine": engine,
-        "cipher": Cipher(live.settings.encryption_keys),
+        "cipher": Cipher(live_shop.settings.encryption_keys),
         "http": http,
         "redis": redis,
     }
 
 
-async def sandbox_shop(ctx: dict, **columns) -> Integration:  # type: ignore[no-untyped-def]
-    async with ctx["engine"].begin() as conn:
+async def sandbox_shop(live_ctx: dict, **columns) -> Integration:  # type: ignore[no-untyped-def]
+    async with live_ctx["engine"].begin() as conn:
         integration = await create_active_integration(conn, **columns)
         await credentials.save_credential(
             conn,
             integration_id=integration.id,
             kind=credentials.SHOP_TOKEN,
             secret=SANDBOX_SHOP_TOKEN,
-            cipher=ctx["cipher"],
+            cipher=live_ctx["cipher"],
         )
     return integration
 
 
-async def queued(ctx: dict) -> dict[str, int]:
+async def queued(live_ctx: dict) -> dict[str, int]:
     """order number -> order_sync id of every queued row."""
     c = tables.order_sync.c
-    async with ctx["engine"].connect() as conn:
+    async with live_ctx["engine"].connect() as conn:
         found = (await conn.execute(select(c.order_number, c.id).where(c.state == "queued"))).all()
     return {r.order_number: r.id for r in found}
 
 
-async def assert_each_queued_row_has_its_job(ctx: dict, integration: Integration) -> None:
-    for order_sync_id in (await queued(ctx)).values():
-        job = Job(sync_job_id(integration.id, order_sync_id), ctx["redis"], _deserializer=deserialize)
+async def assert_each_queued_row_has_its_job(live_ctx: dict, integration: Integration) -> None:
+    for order_sync_id in (await queued(live_ctx)).values():
+        job = Job(sync_job_id(integration.id, order_sync_id), live_ctx["redis"], _deserializer=deserialize)
         info = await job.info()
         assert info is not None, f"order sync {order_sync_id} has no job"
         assert list(info.args) == [order_sync_id]
 
 
-async def test_a_status_change_reaches_the_queue_by_signed_webhook(live: Live, ctx, http) -> None:
-    integration = await sandbox_shop(ctx)
-    async with ctx["engine"].begin() as conn:
+async def test_a_status_change_reaches_the_queue_by_signed_webhook(live_shop: Live, live_ctx, http) -> None:
+    integration = await sandbox_shop(live_ctx)
+    async with live_ctx["engine"].begin() as conn:
         key = await shop_connection.rotate_webhook_key(conn, integration_id=integration.id)
-        secret = await shop_connection.rotate_signing_secret(conn, integration_id=integration.id, cipher=ctx["cipher"])
-    target = {"url": shop_connection.webhook_url(dataclasses.replace(live.settings, public_url=live.gateway), key)}
-    assert (await http.post(f"{live.mww}/sandbox/notify", json={**target, "secret": secret})).status_code == 200
+        secret = await shop_connection.rotate_signing_secret(
+            conn, integration_id=integration.id, cipher=live_ctx["cipher"]
+        )
+    target = {
+        "url": shop_connection.webhook_url(dataclasses.replace(live_shop.settings, public_url=live_shop.gateway), key)
+    }
+    assert (await http.post(f"{live_shop.mww}/sandbox/notify", json={**target, "secret": secret})).status_code == 200
     for _ in range(2):  # the same change pushed twice: two notices, one order, one job
-        r = await http.post(f"{live.mww}/sandbox/orders/1009/status", json={"status": 2})
+        r = await http.post(f"{live_shop.mww}/sandbox/orders/1009/status", json={"status": 2})
         assert r.status_code == 200, r.text
         assert "HTTP 202" in r.json()["webhook"]
-    assert list(await queued(ctx)) == ["1009"]
-    assert await ctx["redis"].zcard("arq:queue") == 1
-    await assert_each_queued_row_has_its_job(ctx, integration)
+    assert list(await queued(live_ctx)) == ["1009"]
+    assert await live_ctx["redis"].zcard("arq:queue") == 1
+    await assert_each_queued_row_has_its_job(live_ctx, integration)
 
 
-async def test_a_status_change_reaches_the_queue_through_the_poller(live: Live, ctx, http) -> None:
-    integration = await sandbox_shop(ctx)
-    r = await http.post(f"{live.mww}/sandbox/orders/1009/status", json={"status": 3})
+async def test_a_status_change_reaches_the_queue_through_the_poller(live_shop: Live, live_ctx, http) -> None:
+    integration = await sandbox_shop(live_ctx)
+    r = await http.post(f"{live_shop.mww}/sandbox/orders/1009/status", json={"status": 3})
     assert r.status_code == 200
-    assert (await poll.poll_shop(ctx, integration.id)) == "ok: 1 changes"  # the job the scheduler enqueues
-    assert list(await queued(ctx)) == ["1009"]
-    async with ctx["engine"].begin() as conn:
+    assert (await poll.poll_shop(live_ctx, integration.id)) == "ok: 1 changes"  # the job the scheduler enqueues
+    assert list(await queued(live_ctx)) == ["1009"]
+    async with live_ctx["engine"].begin() as conn:
         await update_integration(conn, integration_id=integration.id, next_poll_at=None)
-    await poll.poll_shop(ctx, integration.id)  # the overlap window sees the change again; nothing new is recorded
-    assert await ctx["redis"].zcard("arq:queue") == 1
-    async with ctx["engine"].connect() as conn:
+    await poll.poll_shop(live_ctx, integration.id)  # the overlap window sees the change again; nothing new is recorded
+    assert await live_ctx["redis"].zcard("arq:queue") == 1
+    async with live_ctx["engine"].connect() as conn:
         events = (await conn.execute(select(tables.order_event.c.id))).all()
         cursor = (await get_integration_or_raise(conn, integration_id=integration.id)).poll_cursor
     assert len(events) == 1
@@ -145,43 +151,43 @@ async def test_a_status_change_reaches_the_queue_through_the_poller(live: Live, 
     assert cursor.startswith(r.json()["order"]["status_changed_date"])
 
 
-async def test_redis_flushed_mid_flow_loses_nothing(live: Live, ctx, http) -> None:
-    integration = await sandbox_shop(ctx)
-    async with ctx["engine"].begin() as conn:
+async def test_redis_flushed_mid_flow_loses_nothing(live_shop: Live, live_ctx, http) -> None:
+    integration = await sandbox_shop(live_ctx)
+    async with live_ctx["engine"].begin() as conn:
         export = await export_job.start_initial_export(
             conn,
-            ctx["redis"],
+            live_ctx["redis"],
             integration_id=integration.id,
             start_date=date.today() - timedelta(days=30),  # noqa: DTZ011
         )
-    await ctx["redis"].flushdb()  # the export's first job is gone before it ever ran
-    await reconcile_orders(ctx)
-    assert (await export_job.run_initial_export(ctx, export.id)).startswith("done")
-    before = await queued(ctx)
+    await live_ctx["redis"].flushdb()  # the export's first job is gone before it ever ran
+    await reconcile_orders(live_ctx)
+    assert (await export_job.run_initial_export(live_ctx, export.id)).startswith("done")
+    before = await queued(live_ctx)
     assert len(before) == 7
-    await ctx["redis"].flushdb()  # and now every booking job is gone
-    summary = await reconcile_orders(ctx, stale_after=timedelta(0))
+    await live_ctx["redis"].flushdb()  # and now every booking job is gone
+    summary = await reconcile_orders(live_ctx, stale_after=timedelta(0))
     assert "7 re-enqueued" in summary
-    assert await queued(ctx) == before
-    await assert_each_queued_row_has_its_job(ctx, integration)
+    assert await queued(live_ctx) == before
+    await assert_each_queued_row_has_its_job(live_ctx, integration)
 
 
-async def test_tokens_never_reach_the_logs(live: Live, ctx, http, caplog) -> None:
+async def test_tokens_never_reach_the_logs(live_shop: Live, live_ctx, http, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "uvicorn.access", "uvicorn.error"):
         caplog.set_level(logging.DEBUG, logger=name)
-    integration = await sandbox_shop(ctx)
-    await http.post(f"{live.mww}/sandbox/faults", json={"mode": "500", "count": 3})
-    failed = await poll.poll_integration(ctx, integration)  # every page attempt fails: logged as a warning
+    integration = await sandbox_shop(live_ctx)
+    await http.post(f"{live_shop.mww}/sandbox/faults", json={"mode": "500", "count": 3})
+    failed = await poll.poll_integration(live_ctx, integration)  # every page attempt fails: logged as a warning
     assert failed.outcome == "error"
-    async with ctx["engine"].connect() as conn:
+    async with live_ctx["engine"].connect() as conn:
         after_failure = await get_integration_or_raise(conn, integration_id=integration.id)
-    assert (await poll.poll_integration(ctx, after_failure)).outcome == "ok"
+    assert (await poll.poll_integration(live_ctx, after_failure)).outcome == "ok"
     with pytest.raises(shop_connection.ShopTokenError):
         await shop_connection.connect_shop(
-            ctx["engine"],
-            settings=live.settings,
-            cipher=ctx["cipher"],
+            live_ctx["engine"],
+            settings=live_shop.settings,
+            cipher=live_ctx["cipher"],
             http=http,
             integration_id=integration.id,
             shop_token="sandbox-token-not-valid-0009",
@@ -189,6 +195,6 @@ async def test_tokens_never_reach_the_logs(live: Live, ctx, http, caplog) -> Non
     assert "token=[redacted]" in caplog.text  # URLs with query tokens were logged, and redacted
     for secret in (SANDBOX_SHOP_TOKEN, SANDBOX_PARTNER_TOKEN, "sandbox-token-not-valid-0009"):
         assert secret not in caplog.text
-        async with ctx["engine"].connect() as conn:
+        async with live_ctx["engine"].connect() as conn:
             stored = await get_integration_or_raise(conn, integration_id=integration.id)
         assert secret not in (stored.last_poll_error or "")

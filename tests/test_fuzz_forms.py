@@ -22,13 +22,9 @@ from gateway import tables
 from gateway.db import create_engine
 from gateway.settings import SERVICE_LEVELS, Settings
 from gateway.store.integrations import EU_VAT_MODES, INSERTION_TYPES, INVOICE_STATUSES, IntegrationSettings
-from tests import test_pages_setup as pages
-from tests.conftest import run_in_thread
-from tests.factories import create_active_integration, create_login
-from tests.test_pages_setup import connect_exact, connect_shop, sign_up, submit
-
-# Fixtures of the wizard tests: both sandboxes served over HTTP, the app pointed at them.
-sandboxes, wizard_settings, wizard = pages.sandboxes, pages.wizard_settings, pages.wizard
+from tests.support.environment import run_in_thread
+from tests.support.factories import create_active_integration, create_login
+from tests.support.pages import connect_exact, connect_shop, sign_up, submit
 
 FORMS = ("statuses", "export", "administration", "vat", "booking", "items", "service")
 NASTY = (

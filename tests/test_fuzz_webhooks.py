@@ -25,8 +25,8 @@ from gateway.db import create_engine
 from gateway.routes.webhooks import sign
 from gateway.settings import Settings
 from gateway.shop_connection import rotate_signing_secret, rotate_webhook_key
-from tests.conftest import run_in_thread
-from tests.factories import create_active_integration
+from tests.support.environment import run_in_thread
+from tests.support.factories import create_active_integration
 
 ORDER_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,40}$")
 INT32 = 2**31 - 1

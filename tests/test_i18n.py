@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from gateway.i18n import LOCALE_DIR, N_, Message, negotiate, parse_accept_language, translate
 from gateway.locales.update_catalogs import extract
 from gateway.store import accounts
-from tests.factories import create_login, csrf_of, log_in
+from tests.support.factories import create_login, csrf_of, log_in
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 

@@ -20,7 +20,7 @@ from gateway.sandbox import mijnwebwinkel as sandbox
 from gateway.settings import Settings
 from gateway.store import credentials
 from gateway.store.integrations import Integration, get_integration_or_raise, update_integration
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -46,17 +46,12 @@ class Recorder(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture
-def app():
-    return sandbox.create_mww_sandbox(faults_enabled=True)
+def transport(mww_sandbox) -> Recorder:
+    return Recorder(mww_sandbox)
 
 
 @pytest.fixture
-def transport(app) -> Recorder:
-    return Recorder(app)
-
-
-@pytest.fixture
-async def ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, transport):
+async def export_ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, transport):
     settings = dataclasses.replace(
         settings, mww_base_url="http://mww.sandbox/v1", mww_partner_token=Secret(sandbox.SANDBOX_PARTNER_TOKEN)
     )
@@ -70,45 +65,45 @@ async def ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, transpor
         }
 
 
-async def connected_shop(ctx, **columns) -> Integration:  # type: ignore[no-untyped-def]
-    async with ctx["engine"].begin() as conn:
+async def connected_shop(export_ctx, **columns) -> Integration:  # type: ignore[no-untyped-def]
+    async with export_ctx["engine"].begin() as conn:
         integration = await create_active_integration(conn, **columns)
         await credentials.save_credential(
             conn,
             integration_id=integration.id,
             kind=credentials.SHOP_TOKEN,
             secret=sandbox.SANDBOX_SHOP_TOKEN,
-            cipher=ctx["cipher"],
+            cipher=export_ctx["cipher"],
         )
     return integration
 
 
-async def start(ctx, integration: Integration, start_date: date = START):  # type: ignore[no-untyped-def]
-    async with ctx["engine"].begin() as conn:
+async def start(export_ctx, integration: Integration, start_date: date = START):  # type: ignore[no-untyped-def]
+    async with export_ctx["engine"].begin() as conn:
         return await export_job.start_initial_export(
-            conn, ctx["redis"], integration_id=integration.id, start_date=start_date
+            conn, export_ctx["redis"], integration_id=integration.id, start_date=start_date
         )
 
 
-async def progress(ctx, integration: Integration):  # type: ignore[no-untyped-def]
-    async with ctx["engine"].connect() as conn:
+async def progress(export_ctx, integration: Integration):  # type: ignore[no-untyped-def]
+    async with export_ctx["engine"].connect() as conn:
         return await export_job.get_export_progress(conn, integration_id=integration.id)
 
 
-async def syncs(ctx) -> dict[str, tuple[str, bool]]:  # type: ignore[no-untyped-def]
+async def syncs(export_ctx) -> dict[str, tuple[str, bool]]:  # type: ignore[no-untyped-def]
     c = tables.order_sync.c
-    async with ctx["engine"].connect() as conn:
+    async with export_ctx["engine"].connect() as conn:
         found = (await conn.execute(select(c.order_number, c.state, c.initial_export))).all()
     return {r.order_number: (r.state, bool(r.initial_export)) for r in found}
 
 
-async def test_starting_creates_the_row_and_queues_the_first_chunk(ctx) -> None:
-    integration = await connected_shop(ctx)
-    assert await progress(ctx, integration) is None
-    export = await start(ctx, integration)
-    queued = [j.decode() for j in await ctx["redis"].zrange(QUEUE_DEFAULT, 0, -1)]
+async def test_starting_creates_the_row_and_queues_the_first_chunk(export_ctx) -> None:
+    integration = await connected_shop(export_ctx)
+    assert await progress(export_ctx, integration) is None
+    export = await start(export_ctx, integration)
+    queued = [j.decode() for j in await export_ctx["redis"].zrange(QUEUE_DEFAULT, 0, -1)]
     assert queued == [export_job.export_job_id(export.id, 0)]
-    shown = await progress(ctx, integration)
+    shown = await progress(export_ctx, integration)
     assert (shown.state, shown.done, shown.total, shown.start_date) == ("running", 0, None, START)
 
 
@@ -120,25 +115,25 @@ async def test_starting_creates_the_row_and_queues_the_first_chunk(ctx) -> None:
         pytest.param({}, date(1999, 12, 31), "start date", id="too-old"),
     ],
 )
-async def test_an_export_that_cannot_start_says_why(ctx, columns, start_date, message) -> None:
-    integration = await connected_shop(ctx, **columns)
+async def test_an_export_that_cannot_start_says_why(export_ctx, columns, start_date, message) -> None:
+    integration = await connected_shop(export_ctx, **columns)
     with pytest.raises(ExportNotAllowed, match=message):
-        await start(ctx, integration, start_date)
+        await start(export_ctx, integration, start_date)
 
 
-async def test_only_one_export_runs_at_a_time(ctx) -> None:
-    integration = await connected_shop(ctx)
-    await start(ctx, integration)
+async def test_only_one_export_runs_at_a_time(export_ctx) -> None:
+    integration = await connected_shop(export_ctx)
+    await start(export_ctx, integration)
     with pytest.raises(ExportNotAllowed, match="already running"):
-        await start(ctx, integration)
+        await start(export_ctx, integration)
 
 
-async def test_the_job_walks_every_order_into_the_pipeline_as_initial_export(ctx) -> None:
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
-    result = await export_job.run_initial_export(ctx, export.id)
+async def test_the_job_walks_every_order_into_the_pipeline_as_initial_export(export_ctx) -> None:
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
+    result = await export_job.run_initial_export(export_ctx, export.id)
     assert result.startswith("done")
-    found = await syncs(ctx)
+    found = await syncs(export_ctx)
     assert len(found) == DEMO_ORDERS
     assert all(flag for _state, flag in found.values())
     assert {n for n, (state, _) in found.items() if state == "queued"} == {
@@ -150,94 +145,96 @@ async def test_the_job_walks_every_order_into_the_pipeline_as_initial_export(ctx
         "1006",
         "1007",
     }  # statuses 2 and 3 are selected; 1008 (credit) and 1009 (pending) are skipped with a reason
-    shown = await progress(ctx, integration)
+    shown = await progress(export_ctx, integration)
     assert (shown.state, shown.done, shown.total, shown.percent) == ("done", DEMO_ORDERS, DEMO_ORDERS, 100)
-    assert await ctx["redis"].zcard(QUEUE_DEFAULT) == 7 + 1  # seven bookings + the (deferred) first chunk
+    assert await export_ctx["redis"].zcard(QUEUE_DEFAULT) == 7 + 1  # seven bookings + the (deferred) first chunk
 
 
-async def test_a_crash_or_restart_resumes_at_the_last_committed_page(ctx, settings, transport, monkeypatch) -> None:
+async def test_a_crash_or_restart_resumes_at_the_last_committed_page(
+    export_ctx, settings, transport, monkeypatch
+) -> None:
     monkeypatch.setattr(export_job, "PAGE_SIZE", 2)
     monkeypatch.setattr(export_job, "PAGES_PER_JOB", 2)
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
-    first = await export_job.run_initial_export(ctx, export.id)
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
+    first = await export_job.run_initial_export(export_ctx, export.id)
     assert first == f"continuing: export {export.id} at offset 4"
-    assert export_job.export_job_id(export.id, 4).encode() in await ctx["redis"].zrange(QUEUE_DEFAULT, 0, -1)
-    await ctx["redis"].flushdb()  # the handed-over job is lost with Redis
-    fresh = create_engine(ctx["settings"].database_url)  # and the worker restarts
+    assert export_job.export_job_id(export.id, 4).encode() in await export_ctx["redis"].zrange(QUEUE_DEFAULT, 0, -1)
+    await export_ctx["redis"].flushdb()  # the handed-over job is lost with Redis
+    fresh = create_engine(export_ctx["settings"].database_url)  # and the worker restarts
     try:
-        second = await export_job.run_initial_export({**ctx, "engine": fresh}, export.id)
-        third = await export_job.run_initial_export({**ctx, "engine": fresh}, export.id)
+        second = await export_job.run_initial_export({**export_ctx, "engine": fresh}, export.id)
+        third = await export_job.run_initial_export({**export_ctx, "engine": fresh}, export.id)
     finally:
         await fresh.dispose()
     assert second.startswith("continuing")
     assert third.startswith("done")
     assert transport.offsets == [0, 2, 4, 6, 8]
-    assert len(await syncs(ctx)) == DEMO_ORDERS
+    assert len(await syncs(export_ctx)) == DEMO_ORDERS
 
 
-async def test_cancelling_stops_the_walk_and_drops_a_page_in_flight(ctx, transport, monkeypatch) -> None:
+async def test_cancelling_stops_the_walk_and_drops_a_page_in_flight(export_ctx, transport, monkeypatch) -> None:
     monkeypatch.setattr(export_job, "PAGE_SIZE", 2)
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
 
     async def cancel_after_second_listing() -> None:
         if len(transport.offsets) == 2:
-            async with ctx["engine"].begin() as conn:
+            async with export_ctx["engine"].begin() as conn:
                 assert await export_job.cancel_initial_export(conn, integration_id=integration.id, export_id=export.id)
 
     transport.after_list = cancel_after_second_listing
-    assert await export_job.run_initial_export(ctx, export.id) == f"cancelled: export {export.id}"
-    assert len(await syncs(ctx)) == 2  # the first page only
-    shown = await progress(ctx, integration)
+    assert await export_job.run_initial_export(export_ctx, export.id) == f"cancelled: export {export.id}"
+    assert len(await syncs(export_ctx)) == 2  # the first page only
+    shown = await progress(export_ctx, integration)
     assert (shown.state, shown.done) == ("cancelled", 2)
-    assert await export_job.run_initial_export(ctx, export.id) == f"skipped: export {export.id} is cancelled"
-    async with ctx["engine"].begin() as conn:
+    assert await export_job.run_initial_export(export_ctx, export.id) == f"skipped: export {export.id} is cancelled"
+    async with export_ctx["engine"].begin() as conn:
         assert not await export_job.cancel_initial_export(conn, integration_id=integration.id, export_id=export.id)
 
 
-async def test_a_transient_fault_is_retried_later_and_shown(ctx, app) -> None:
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
-    app.state.sandbox.faults = sandbox.Faults(mode="500", remaining=None)
+async def test_a_transient_fault_is_retried_later_and_shown(export_ctx, mww_sandbox) -> None:
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
+    mww_sandbox.state.sandbox.faults = sandbox.Faults(mode="500", remaining=None)
     with pytest.raises(Retry):
-        await export_job.run_initial_export({**ctx, "job_try": 1}, export.id)
-    shown = await progress(ctx, integration)
+        await export_job.run_initial_export({**export_ctx, "job_try": 1}, export.id)
+    shown = await progress(export_ctx, integration)
     assert shown.state == "running"
     assert "unavailable" in shown.error
-    app.state.sandbox.faults = sandbox.Faults()
-    assert (await export_job.run_initial_export(ctx, export.id)).startswith("done")
-    assert (await progress(ctx, integration)).error is None
+    mww_sandbox.state.sandbox.faults = sandbox.Faults()
+    assert (await export_job.run_initial_export(export_ctx, export.id)).startswith("done")
+    assert (await progress(export_ctx, integration)).error is None
 
 
-async def test_a_refused_token_fails_the_export_and_flags_the_shop(ctx, app) -> None:
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
-    app.state.sandbox.faults = sandbox.Faults(mode="bad_token", remaining=None)
-    assert (await export_job.run_initial_export(ctx, export.id)).startswith("failed")
-    shown = await progress(ctx, integration)
+async def test_a_refused_token_fails_the_export_and_flags_the_shop(export_ctx, mww_sandbox) -> None:
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
+    mww_sandbox.state.sandbox.faults = sandbox.Faults(mode="bad_token", remaining=None)
+    assert (await export_job.run_initial_export(export_ctx, export.id)).startswith("failed")
+    shown = await progress(export_ctx, integration)
     assert shown.state == "failed"
-    async with ctx["engine"].connect() as conn:
+    async with export_ctx["engine"].connect() as conn:
         assert (await get_integration_or_raise(conn, integration_id=integration.id)).shop_connection == "error"
 
 
-async def test_the_export_waits_until_the_integration_is_active(ctx, transport) -> None:
-    integration = await connected_shop(ctx, state="setup")
-    export = await start(ctx, integration)
-    assert (await export_job.run_initial_export(ctx, export.id)).startswith("waiting")
+async def test_the_export_waits_until_the_integration_is_active(export_ctx, transport) -> None:
+    integration = await connected_shop(export_ctx, state="setup")
+    export = await start(export_ctx, integration)
+    assert (await export_job.run_initial_export(export_ctx, export.id)).startswith("waiting")
     assert transport.offsets == []
-    async with ctx["engine"].begin() as conn:
+    async with export_ctx["engine"].begin() as conn:
         await update_integration(conn, integration_id=integration.id, state="active")
-    assert (await export_job.run_initial_export(ctx, export.id)).startswith("done")
+    assert (await export_job.run_initial_export(export_ctx, export.id)).startswith("done")
 
 
-async def test_a_second_run_of_the_same_export_leaves_it_to_the_first(ctx, transport) -> None:
-    integration = await connected_shop(ctx)
-    export = await start(ctx, integration)
-    held = ctx["redis"].lock(f"mww:export:{export.id}", timeout=5, thread_local=False)
+async def test_a_second_run_of_the_same_export_leaves_it_to_the_first(export_ctx, transport) -> None:
+    integration = await connected_shop(export_ctx)
+    export = await start(export_ctx, integration)
+    held = export_ctx["redis"].lock(f"mww:export:{export.id}", timeout=5, thread_local=False)
     assert await held.acquire()
     try:
-        assert (await export_job.run_initial_export(ctx, export.id)).startswith("busy")
+        assert (await export_job.run_initial_export(export_ctx, export.id)).startswith("busy")
     finally:
         await held.release()
     assert transport.offsets == []

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -24,77 +22,35 @@ from gateway.crypto import Cipher
 from gateway.exact_auth import store_tokens
 from gateway.exact_oauth import ExactTokens
 from gateway.jobs.invoice_numbers import read_back_invoice_numbers
-from gateway.jobs.sync_order import BookingServices, book_order, services_from_context
+from gateway.jobs.sync_order import BookingServices, book_order
 from gateway.ratelimit import RateGovernor
-from gateway.sandbox.exact import Faults, create_exact_sandbox
+from gateway.sandbox.exact import Faults
 from gateway.settings import Settings
 from gateway.store import credentials, orders
 from gateway.store.integrations import Integration, IntegrationSettings, save_vat_mapping, update_integration
-from tests.factories import connect_exact_sandbox, create_active_integration, create_login, log_in
-from tests.test_flow_booking import PLAIN_DIVISION, SANDBOX_BOOKING, SANDBOX_MAPPINGS, Bearer
-from tests.test_sync_order import SHOP_TOKEN, queued_order, serve_orders, sync_row
+from tests.support.booking_sandbox import (
+    INVOICES,
+    PLAIN_DIVISION,
+    SANDBOX_BOOKING,
+    SANDBOX_MAPPINGS,
+    BookingSandbox,
+    sandbox_services,
+)
+from tests.support.factories import connect_exact_sandbox, create_active_integration, create_login, log_in
+from tests.support.fake_exact import SHOP_TOKEN, queued_order, sync_row
 
 pytestmark = pytest.mark.anyio
 
 FINAL = SANDBOX_BOOKING.replace(insertion_type="sales_invoice", invoice_status="final", send_invoice=False)
 DRAFT = FINAL.replace(invoice_status="draft")
-INVOICES = "salesinvoice/SalesInvoices"
-
-
-@dataclass
-class Sandbox:
-    app: Any
-    http: httpx.AsyncClient
-    settings: Settings
-
-    @property
-    def state(self) -> Any:
-        return self.app.state.sandbox
-
-    def invoice(self, invoice_id: str) -> dict[str, Any]:
-        found = self.state.divisions[PLAIN_DIVISION].find("SalesInvoices", "InvoiceID", invoice_id)
-        assert found is not None
-        return dict(found)
-
-    def invoice_gets(self, since: int) -> list[Any]:
-        return [c for c in self.state.calls[since:] if (c.method, c.path) == ("GET", INVOICES)]
-
-    def client(self) -> ExactClient:
-        """A client outside the gateway, as someone working in Exact (no governor, a token of its own)."""
-        service = self.state.tokens
-        code = service.new_code("test-client-id", "http://testserver/x")
-        _, body = service.exchange({"code": code, "client_id": "test-client-id", "redirect_uri": "http://testserver/x"})
-        host = self.settings.exact_hosts["nl"]
-        return ExactClient(self.http, host=host, division=PLAIN_DIVISION, auth=Bearer(body["access_token"]))
-
-
-@pytest.fixture
-async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
-    app = create_exact_sandbox(faults_enabled=True, minutely_limit=100_000, daily_limit=1_000_000)
-    async with httpx.AsyncClient(mounts={settings.exact_hosts["nl"]: httpx.ASGITransport(app=app)}) as http:
-        box = Sandbox(app, http, settings)
-        exact = box.client()
-        for item, description in (("BETAALKOSTEN", "Betaalkosten"), ("KORTING", "Korting")):
-            await exact.post("logistics/Items", {"Code": item, "Description": description, "IsSalesItem": True})
-        yield box
-
-
-@pytest.fixture
-def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
-    return serve_orders(mww_api)
-
-
-def services_for(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, **limits: int
-) -> BookingServices:
-    limits = {"exact_minutely_limit": 100_000, "exact_daily_limit": 1_000_000, **limits}
-    fast = dataclasses.replace(settings, **limits)
-    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": sandbox.http}
-    return services_from_context({**ctx, "redis": redis})
 
 
 async def shop_on_sandbox(
-    engine: AsyncEngine, settings: Settings, sandbox: Sandbox, email: str, booking: IntegrationSettings = FINAL
+    engine: AsyncEngine,
+    settings: Settings,
+    booking_sandbox: BookingSandbox,
+    email: str,
+    booking: IntegrationSettings = FINAL,
 ) -> Integration:
     """An owner (who can log in) with a shop booking sales invoices into the sandbox's first administration."""
     cipher = Cipher(settings.encryption_keys)
@@ -106,7 +62,7 @@ async def shop_on_sandbox(
         await credentials.save_credential(
             conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
         )
-        await connect_exact_sandbox(conn, integration_id=integration.id, sandbox_app=sandbox.app, cipher=cipher)
+        await connect_exact_sandbox(conn, integration_id=integration.id, sandbox_app=booking_sandbox.app, cipher=cipher)
         for category, (code, gl) in SANDBOX_MAPPINGS.items():
             await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
     return integration
@@ -130,47 +86,51 @@ async def set_booking(engine: AsyncEngine, integration: Integration, booking: In
 
 
 async def test_processed_invoices_get_exacts_numbers_with_one_get_per_batch_and_drafts_wait(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
-    services = services_for(engine, settings, redis, sandbox)
-    shop_a = await shop_on_sandbox(engine, settings, sandbox, "a@shop.test")
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    shop_a = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
     processed = await book(services, shop, shop_a, ["7001", "7002", "7003", "7004", "7005"])
     await set_booking(engine, shop_a, DRAFT)
     drafts = await book(services, shop, shop_a, ["7006", "7007"])
     await set_booking(engine, shop_a, FINAL)
     # Another tenant in the same administration, whose Exact connection needs a new consent.
-    shop_b = await shop_on_sandbox(engine, settings, sandbox, "b@shop.test")
+    shop_b = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
     [other] = await book(services, shop, shop_b, ["7001"])
     async with engine.begin() as conn:
         await update_integration(conn, integration_id=shop_b.id, exact_connection="reconnect_needed")
     rows = {i: await sync_row(engine, i) for i in [*processed, *drafts, other]}
     assert [r.exact_document_number for r in rows.values()] == [None] * 8  # PrintedSalesInvoices says no number
 
-    calls = len(sandbox.state.calls)
+    calls = len(booking_sandbox.state.calls)
     result = await read_back_invoice_numbers(services, batch=3)
 
-    assert len(sandbox.state.calls) - calls == len(sandbox.invoice_gets(calls)) == math.ceil(7 / 3)
+    assert len(booking_sandbox.state.calls) - calls == len(booking_sandbox.invoice_gets(calls)) == math.ceil(7 / 3)
     assert result == "numbered 5 invoice(s) in 3 look-up(s); 0 integration(s) skipped this round"
     for sync_id in processed:
         row = await sync_row(engine, sync_id)
-        invoice = sandbox.invoice(row.exact_document_id or "")
+        invoice = booking_sandbox.invoice(row.exact_document_id or "")
         assert invoice["Status"] == 50
         assert row.exact_document_number == str(invoice["InvoiceNumber"])
         assert row.updated_at == rows[sync_id].updated_at
     for sync_id in drafts:
-        assert sandbox.invoice(rows[sync_id].exact_document_id or "")["Status"] == 20
+        assert booking_sandbox.invoice(rows[sync_id].exact_document_id or "")["Status"] == 20
         assert await sync_row(engine, sync_id) == rows[sync_id]
-    assert sandbox.invoice(rows[other].exact_document_id or "")["Status"] == 50
+    assert booking_sandbox.invoice(rows[other].exact_document_id or "")["Status"] == 50
     assert await sync_row(engine, other) == rows[other]
 
     # The drafts stay candidates; once someone processes one in Exact, the next round stores its number.
-    calls = len(sandbox.state.calls)
+    calls = len(booking_sandbox.state.calls)
     assert (await read_back_invoice_numbers(services, batch=3)).startswith("numbered 0 invoice(s) in 1 look-up(s)")
-    await sandbox.client().post("salesinvoice/PrintedSalesInvoices", {"InvoiceID": rows[drafts[0]].exact_document_id})
+    await booking_sandbox.client().post(
+        "salesinvoice/PrintedSalesInvoices", {"InvoiceID": rows[drafts[0]].exact_document_id}
+    )
     assert (await read_back_invoice_numbers(services)).startswith("numbered 1 invoice(s) in 1 look-up(s)")
-    assert len(sandbox.invoice_gets(calls)) == 2
+    assert len(booking_sandbox.invoice_gets(calls)) == 2
     numbered = await sync_row(engine, drafts[0])
-    assert numbered.exact_document_number == str(sandbox.invoice(numbered.exact_document_id or "")["InvoiceNumber"])
+    assert numbered.exact_document_number == str(
+        booking_sandbox.invoice(numbered.exact_document_id or "")["InvoiceNumber"]
+    )
     assert (await sync_row(engine, drafts[1])).exact_document_number is None
     assert await sync_row(engine, other) == rows[other]
 
@@ -180,15 +140,15 @@ async def test_the_history_page_shows_exacts_number_once_read_back(
     engine: AsyncEngine,
     settings: Settings,
     redis: ArqRedis,
-    sandbox: Sandbox,
+    booking_sandbox: BookingSandbox,
     shop: dict[str, Any],
 ) -> None:
     client.headers["Accept-Language"] = "en"
-    services = services_for(engine, settings, redis, sandbox)
-    integration = await shop_on_sandbox(engine, settings, sandbox, "history@shop.test")
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    integration = await shop_on_sandbox(engine, settings, booking_sandbox, "history@shop.test")
     [sync_id] = await book(services, shop, integration, ["7101"])
     row = await sync_row(engine, sync_id)
-    number = str(sandbox.invoice(row.exact_document_id or "")["InvoiceNumber"])
+    number = str(booking_sandbox.invoice(row.exact_document_id or "")["InvoiceNumber"])
     log_in(client, "history@shop.test")
     pages = (f"/integrations/{integration.id}/history", f"/integrations/{integration.id}/history/{sync_id}")
 
@@ -204,11 +164,11 @@ async def test_the_history_page_shows_exacts_number_once_read_back(
 
 
 async def test_an_integration_whose_exact_consent_is_gone_is_skipped_without_error(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
-    services = services_for(engine, settings, redis, sandbox)
-    healthy = await shop_on_sandbox(engine, settings, sandbox, "a@shop.test")
-    revoked = await shop_on_sandbox(engine, settings, sandbox, "b@shop.test")
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    healthy = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
+    revoked = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
     [healthy_id] = await book(services, shop, healthy, ["7201"])
     [revoked_id] = await book(services, shop, revoked, ["7202"])
     dead = ExactTokens("dead-access", "dead-refresh", 600, utcnow() - timedelta(hours=1))  # expired, not renewable
@@ -221,58 +181,58 @@ async def test_an_integration_whose_exact_consent_is_gone_is_skipped_without_err
     assert result == "numbered 1 invoice(s) in 1 look-up(s); 1 integration(s) skipped this round"
     assert (await sync_row(engine, healthy_id)).exact_document_number is not None
     assert await sync_row(engine, revoked_id) == before
-    calls = len(sandbox.state.calls)
+    calls = len(booking_sandbox.state.calls)
     assert (await read_back_invoice_numbers(services)).endswith("0 integration(s) skipped this round")
-    assert sandbox.invoice_gets(calls) == []  # token custody marked it reconnect_needed: not tried again
+    assert booking_sandbox.invoice_gets(calls) == []  # token custody marked it reconnect_needed: not tried again
 
 
 async def test_no_call_is_spent_while_bookings_use_more_than_half_the_minute(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
-    integration = await shop_on_sandbox(engine, settings, sandbox, "a@shop.test")
-    [sync_id] = await book(services_for(engine, settings, redis, sandbox), shop, integration, ["7301"])
+    integration = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
+    [sync_id] = await book(sandbox_services(engine, settings, redis, booking_sandbox), shop, integration, ["7301"])
     await redis.flushdb()  # forget the booking's own calls
-    services = services_for(engine, settings, redis, sandbox, exact_minutely_limit=10)
+    services = sandbox_services(engine, settings, redis, booking_sandbox, exact_minutely_limit=10)
     governor = RateGovernor.from_settings(redis, dataclasses.replace(settings, exact_minutely_limit=10))
     for _ in range(5):
         await governor.acquire(PLAIN_DIVISION)  # five booking calls this minute: half the budget
-    calls = len(sandbox.state.calls)
+    calls = len(booking_sandbox.state.calls)
 
     result = await read_back_invoice_numbers(services)
 
     assert result == "numbered 0 invoice(s) in 0 look-up(s); 1 integration(s) skipped this round"
-    assert sandbox.state.calls[calls:] == []
+    assert booking_sandbox.state.calls[calls:] == []
     assert (await sync_row(engine, sync_id)).exact_document_number is None
 
 
 async def test_a_429_skips_the_round_and_a_refused_look_up_pauses_the_integration(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
-    services = services_for(engine, settings, redis, sandbox)
-    integration = await shop_on_sandbox(engine, settings, sandbox, "a@shop.test")
+    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    integration = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
     [sync_id] = await book(services, shop, integration, ["7351"])
 
-    sandbox.state.faults = Faults(storm_429=1)
+    booking_sandbox.state.faults = Faults(storm_429=1)
     skipped = "numbered 0 invoice(s) in 0 look-up(s); 1 integration(s) skipped this round"
     assert await read_back_invoice_numbers(services) == skipped
     await redis.flushdb()  # the governor's block after the 429 ends
-    sandbox.state.faults = Faults(fail_next=1, fail_status=400)
-    calls = len(sandbox.state.calls)
+    booking_sandbox.state.faults = Faults(fail_next=1, fail_status=400)
+    calls = len(booking_sandbox.state.calls)
     assert await read_back_invoice_numbers(services) == skipped
     assert (
         await read_back_invoice_numbers(services)
         == "numbered 0 invoice(s) in 0 look-up(s); 0 integration(s) skipped this round"
     )
-    assert len(sandbox.invoice_gets(calls)) == 1  # one refusal, then no more calls against Exact's error budget
+    assert len(booking_sandbox.invoice_gets(calls)) == 1  # one refusal, then no more calls against Exact's error budget
     assert (await sync_row(engine, sync_id)).exact_document_number is None
 
 
 async def test_a_number_is_stored_only_for_the_tenant_that_owns_the_row(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict[str, Any]
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
 ) -> None:
-    owner = await shop_on_sandbox(engine, settings, sandbox, "a@shop.test")
-    stranger = await shop_on_sandbox(engine, settings, sandbox, "b@shop.test")
-    [sync_id] = await book(services_for(engine, settings, redis, sandbox), shop, owner, ["7401"])
+    owner = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
+    stranger = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
+    [sync_id] = await book(sandbox_services(engine, settings, redis, booking_sandbox), shop, owner, ["7401"])
     row = await sync_row(engine, sync_id)
     ids = {"order_sync_id": sync_id, "exact_document_id": row.exact_document_id or "", "number": "26700099"}
     async with engine.begin() as conn:
@@ -286,11 +246,11 @@ async def test_a_number_is_stored_only_for_the_tenant_that_owns_the_row(
     assert await sync_row(engine, sync_id) == row
 
 
-async def test_a_full_batch_fits_exacts_url_limit_and_a_longer_url_is_refused(sandbox: Sandbox) -> None:
-    exact = sandbox.client()
+async def test_a_full_batch_fits_exacts_url_limit_and_a_longer_url_is_refused(booking_sandbox: BookingSandbox) -> None:
+    exact = booking_sandbox.client()
     ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(25)]
     assert await find_invoice_numbers(exact, ids) == {}
-    response = await sandbox.http.get(
+    response = await booking_sandbox.http.get(
         f"{exact.base_url}{INVOICES}",
         params={"$select": "InvoiceID", "$filter": " or ".join(f"InvoiceID eq guid'{i}'" for i in ids * 4)},
         auth=exact.auth,

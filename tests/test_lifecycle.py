@@ -3,57 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import migrations, tables
-from gateway.clock import utcnow
-from gateway.crypto import Cipher
+from gateway import migrations
 from gateway.db import create_engine
 from gateway.jobs.worker import create_worker
-from gateway.pipeline import accept_notice
-from gateway.queue import enqueue_sync
-from gateway.sandbox.exact import create_exact_sandbox
-from gateway.sandbox.exact_seed import DIVISIONS
-from gateway.sandbox.mijnwebwinkel import create_mww_sandbox, create_order
-from gateway.sandbox_runner import SandboxPorts, sandbox_settings
+from gateway.local_redis import free_port
 from gateway.settings import Settings
 from gateway.store import orders
-from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL, _postgres_admin, database_backend
-from tests.factories import ServedApp, cli_environ, create_sandbox_integration
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **cli_environ(settings, **extra),
-    }
-
-
-def gateway_process(env: dict[str, str], *argv: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", *argv], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+from tests.support.environment import database_backend, postgres_admin, postgres_admin_url
+from tests.support.servers import (
+    Sandboxes,
+    booked_once,
+    gateway_process,
+    process_env,
+    queue_orders,
+    wait_for,
+    worker_env,
+)
 
 
 async def _schema(url: str) -> tuple[str | None, set[str]]:
@@ -71,9 +49,9 @@ async def _schema(url: str) -> tuple[str | None, set[str]]:
 
 @pytest.mark.skipif(database_backend() != "postgres", reason="the advisory lock is PostgreSQL's; SQLite is one file")
 def test_two_migrate_processes_at_once_on_a_fresh_postgres_database(settings: Settings) -> None:
-    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    admin_url = postgres_admin_url()
     name = f"gw_migrate_{secrets.token_hex(4)}"
-    asyncio.run(_postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         env = process_env(settings, DATABASE_URL=url)
@@ -85,13 +63,7 @@ def test_two_migrate_processes_at_once_on_a_fresh_postgres_database(settings: Se
         assert revision == migrations.head_revision()
         assert {"integration", "order_sync", "credential"} <= names
     finally:
-        asyncio.run(_postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        asyncio.run(postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_serve_with_migrate_brings_an_empty_database_to_head_before_serving(settings: Settings, tmp_path: Path) -> None:
@@ -123,94 +95,6 @@ def test_serve_with_migrate_brings_an_empty_database_to_head_before_serving(sett
 
 # --- Workers against the sandboxes over HTTP -----------------------------------------------------------------------
 
-FAST_LIMITS = {"minutely_limit": 100_000, "daily_limit": 1_000_000}
-
-
-@dataclasses.dataclass
-class Sandboxes:
-    """Both sandboxes served over HTTP, and the gateway settings that point at them."""
-
-    mww_app: Any
-    exact_app: Any
-    settings: Settings
-
-    def new_order(self) -> str:
-        state = self.mww_app.state.sandbox
-        return str(create_order(state, state.main_shop(), "domestic", 2).number)
-
-    def entries(self) -> list[dict[str, Any]]:
-        return list(self.exact_app.state.sandbox.divisions[DIVISIONS[0].code].rows["SalesEntries"])
-
-
-@pytest.fixture
-def sandboxes(settings: Settings) -> Iterator[Sandboxes]:
-    yield from serve_sandboxes(settings)
-
-
-def serve_sandboxes(settings: Settings) -> Iterator[Sandboxes]:
-    mww_app = create_mww_sandbox(faults_enabled=True)
-    exact_app = create_exact_sandbox(faults_enabled=True, **FAST_LIMITS)
-    with ServedApp(mww_app) as mww, ServedApp(exact_app) as exact:
-        served = sandbox_settings(settings, SandboxPorts(mww=mww.port, exact=exact.port))
-        yield Sandboxes(
-            mww_app,
-            exact_app,
-            dataclasses.replace(served, exact_minutely_limit=100_000, exact_daily_limit=1_000_000),
-        )
-
-
-async def queue_orders(
-    engine: AsyncEngine, redis: ArqRedis, sandboxes: Sandboxes, count: int, *, duplicates: bool = True
-) -> tuple[int, list[int]]:
-    """`count` new shop orders noticed and queued; with `duplicates` each also gets a second job (generation 1), as if
-    a duplicate trigger or an operator retry raced the first one. The poller is kept away (next poll in a day)."""
-    async with engine.begin() as conn:
-        integration = await create_sandbox_integration(
-            conn,
-            exact_app=sandboxes.exact_app,
-            cipher=Cipher(sandboxes.settings.encryption_keys),
-            next_poll_at=utcnow() + timedelta(days=1),
-        )
-    sync_ids = []
-    for _ in range(count):
-        outcome = await accept_notice(
-            engine,
-            redis,
-            integration=integration,
-            order_number=sandboxes.new_order(),
-            status_id=2,
-            source="webhook",
-            dedupe_key=secrets.token_hex(8),
-        )
-        assert outcome.order_sync_id is not None
-        sync_ids.append(outcome.order_sync_id)
-        if duplicates:
-            await enqueue_sync(redis, integration_id=integration.id, order_sync_id=outcome.order_sync_id, generation=1)
-    return integration.id, sync_ids
-
-
-async def booked_once(engine: AsyncEngine, sandboxes: Sandboxes, integration_id: int, sync_ids: list[int]) -> None:
-    """Every order is booked, with one Exact entry carrying its number and one booking attempt."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(tables.order_sync).where(tables.order_sync.c.id.in_(sync_ids)))).all()
-        booked_attempts = (
-            (
-                await conn.execute(
-                    select(tables.sync_attempt.c.order_sync_id).where(
-                        tables.sync_attempt.c.outcome.in_(("booked", "adopted"))
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert {r.state for r in rows} == {"booked"}
-    refs = [e["YourRef"] for e in sandboxes.entries()]
-    assert sorted(refs) == sorted(r.order_number for r in rows)
-    assert sorted(booked_attempts) == sorted(sync_ids)
-    assert {r.exact_document_id for r in rows} == {str(e["EntryID"]) for e in sandboxes.entries()}
-    assert all(r.integration_id == integration_id for r in rows)
-
 
 async def test_two_workers_on_one_queue_book_every_order_exactly_once(
     engine: AsyncEngine, redis: ArqRedis, sandboxes: Sandboxes
@@ -234,30 +118,6 @@ async def test_two_workers_on_one_queue_book_every_order_exactly_once(
     assert all(w.jobs_complete > 0 for w in workers), [w.jobs_complete for w in workers]
     assert sum(w.jobs_complete for w in workers) == 2 * len(sync_ids)  # every job ran; the duplicates did nothing
     await booked_once(engine, sandboxes, integration_id, sync_ids)
-
-
-def worker_env(sandboxes: Sandboxes) -> dict[str, str]:
-    settings = sandboxes.settings
-    hosts = {f"EXACT_HOST_{cc.upper()}": url for cc, url in settings.exact_hosts.items()}
-    return process_env(
-        settings,
-        MWW_BASE_URL=settings.mww_base_url,
-        MWW_PARTNER_TOKEN=str(settings.mww_partner_token),
-        EXACT_CLIENT_ID=settings.exact_client_id,
-        EXACT_CLIENT_SECRET=str(settings.exact_client_secret),
-        EXACT_MINUTELY_LIMIT=str(settings.exact_minutely_limit),
-        EXACT_DAILY_LIMIT=str(settings.exact_daily_limit),
-        LOG_FORMAT="json",
-        **hosts,
-    )
-
-
-async def wait_for(condition: Any, *, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_mid_booking_lets_the_worker_finish_the_order_once(

@@ -12,7 +12,7 @@ from gateway.booking_documents import finalize_payload
 from gateway.store import orders
 from gateway.store.integrations import Integration, IntegrationSettings
 from gateway.store.orders import OrderSync
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 SENDING = IntegrationSettings(
     selected_statuses=(2, 3),

@@ -20,7 +20,7 @@ from gateway.clients.exact import ExactClient
 from gateway.clock import utcnow
 from gateway.settings import Settings
 from gateway.store import exact_links
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 DIVISION = 123456
 CODES = ["8000", "8010", "8020", "8030", "8040", "8050", "8060", "8070"]

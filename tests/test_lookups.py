@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import httpx
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,44 +14,37 @@ from gateway.clients.exact import ExactClient
 from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.exact_auth import exact_client_for
-from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import Settings
 from gateway.store.integrations import Integration
-from tests.factories import connect_exact_sandbox, create_active_integration
-
-
-@pytest.fixture
-def sandbox_app() -> Any:
-    return create_exact_sandbox()
-
-
-@pytest.fixture
-async def http(sandbox_app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sandbox_app)) as client:
-        yield client
+from tests.support.factories import connect_exact_sandbox, create_active_integration
 
 
 async def connected_client(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any, **columns: Any
+    engine: AsyncEngine,
+    settings: Settings,
+    exact_sandbox_http: Any,
+    redis: ArqRedis,
+    exact_sandbox: Any,
+    **columns: Any,
 ) -> tuple[Integration, ExactClient]:
     cipher = Cipher(settings.encryption_keys)
     async with engine.begin() as conn:
         integration = await create_active_integration(conn, **columns)
-        await connect_exact_sandbox(conn, integration_id=integration.id, sandbox_app=sandbox_app, cipher=cipher)
+        await connect_exact_sandbox(conn, integration_id=integration.id, sandbox_app=exact_sandbox, cipher=cipher)
     client = await exact_client_for(
-        engine=engine, settings=settings, cipher=cipher, http=http, redis=redis, integration=integration
+        engine=engine, settings=settings, cipher=cipher, http=exact_sandbox_http, redis=redis, integration=integration
     )
     return integration, client
 
 
-def api_calls(sandbox_app: Any) -> int:
-    return len(sandbox_app.state.sandbox.calls)
+def api_calls(exact_sandbox: Any) -> int:
+    return len(exact_sandbox.state.sandbox.calls)
 
 
 async def test_vat_codes_offer_only_unblocked_sales_codes_with_their_oss_country(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    integration, client = await connected_client(engine, settings, http, redis, sandbox_app)
+    integration, client = await connected_client(engine, settings, exact_sandbox_http, redis, exact_sandbox)
     codes = await lookups.vat_codes(engine=engine, client=client, integration_id=integration.id)
     by_code = {c.code: c for c in codes}
     assert by_code["2"].percent == Decimal(21)
@@ -65,36 +55,36 @@ async def test_vat_codes_offer_only_unblocked_sales_codes_with_their_oss_country
 
 
 async def test_a_second_read_comes_from_the_cache_until_invalidated(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    integration, client = await connected_client(engine, settings, http, redis, sandbox_app)
+    integration, client = await connected_client(engine, settings, exact_sandbox_http, redis, exact_sandbox)
     first = await lookups.sales_journals(engine=engine, client=client, integration_id=integration.id)
-    calls = api_calls(sandbox_app)
+    calls = api_calls(exact_sandbox)
     assert await lookups.sales_journals(engine=engine, client=client, integration_id=integration.id) == first
-    assert api_calls(sandbox_app) == calls
+    assert api_calls(exact_sandbox) == calls
     async with engine.begin() as conn:
         assert await lookups.invalidate_lookups(conn, integration_id=integration.id) == 1
     assert await lookups.sales_journals(engine=engine, client=client, integration_id=integration.id) == first
-    assert api_calls(sandbox_app) == calls + 1
+    assert api_calls(exact_sandbox) == calls + 1
 
 
 async def test_an_expired_entry_is_read_again(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    integration, client = await connected_client(engine, settings, http, redis, sandbox_app)
+    integration, client = await connected_client(engine, settings, exact_sandbox_http, redis, exact_sandbox)
     await lookups.payment_conditions(engine=engine, client=client, integration_id=integration.id)
     async with engine.begin() as conn:
         await conn.execute(update(tables.lookup_cache).values(expires_at=utcnow()))
-    calls = api_calls(sandbox_app)
+    calls = api_calls(exact_sandbox)
     conditions = await lookups.payment_conditions(engine=engine, client=client, integration_id=integration.id)
     assert [c.code for c in conditions] == ["00", "14", "30"]
-    assert api_calls(sandbox_app) == calls + 1
+    assert api_calls(exact_sandbox) == calls + 1
 
 
 async def test_each_list_holds_what_a_booking_may_use(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    integration, client = await connected_client(engine, settings, http, redis, sandbox_app)
+    integration, client = await connected_client(engine, settings, exact_sandbox_http, redis, exact_sandbox)
     kw = {"engine": engine, "client": client, "integration_id": integration.id}
     gl = await lookups.revenue_gl_accounts(**kw)
     assert [a.code for a in gl] == ["8000", "8010", "8020", "8030", "8040", "8050", "8060"]  # 8099 is blocked
@@ -105,19 +95,23 @@ async def test_each_list_holds_what_a_booking_may_use(
 
 
 async def test_a_division_without_oss_still_lists_its_codes(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    integration, client = await connected_client(engine, settings, http, redis, sandbox_app, exact_division=345678)
+    integration, client = await connected_client(
+        engine, settings, exact_sandbox_http, redis, exact_sandbox, exact_division=345678
+    )
     codes = await lookups.vat_codes(engine=engine, client=client, integration_id=integration.id)
     assert codes
     assert {c.oss_country for c in codes} == {""}
 
 
 async def test_the_cache_is_per_integration(
-    engine: AsyncEngine, settings: Settings, http: Any, redis: ArqRedis, sandbox_app: Any
+    engine: AsyncEngine, settings: Settings, exact_sandbox_http: Any, redis: ArqRedis, exact_sandbox: Any
 ) -> None:
-    first, first_client = await connected_client(engine, settings, http, redis, sandbox_app)
-    second, second_client = await connected_client(engine, settings, http, redis, sandbox_app, exact_division=345678)
+    first, first_client = await connected_client(engine, settings, exact_sandbox_http, redis, exact_sandbox)
+    second, second_client = await connected_client(
+        engine, settings, exact_sandbox_http, redis, exact_sandbox, exact_division=345678
+    )
     await lookups.vat_codes(engine=engine, client=first_client, integration_id=first.id)
     await lookups.vat_codes(engine=engine, client=second_client, integration_id=second.id)
     async with engine.begin() as conn:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
@@ -26,11 +24,10 @@ from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.jobs.worker import create_worker
 from gateway.sandbox.mww_seed import Customer, Line, SandboxOrder
-from gateway.settings import Settings
 from gateway.store import orders
 from gateway.store.integrations import Integration, update_integration
-from tests.factories import create_login, create_sandbox_integration, log_in
-from tests.test_log_redaction_flow import FlowSandboxes, serve_flow_sandboxes
+from tests.support.factories import create_login, create_sandbox_integration, log_in
+from tests.support.servers import FlowSandboxes
 
 SCRIPT = '<script>alert("owned")</script>'
 NASTY_NAMES = (f"{SCRIPT} & <b>Bold</b>", "Robert'); DROP TABLE order_sync;--", "Zoë 🫖 مرحبا 日本 \u202eevil\u0301")
@@ -85,11 +82,6 @@ def hostile_orders() -> dict[str, SandboxOrder]:
         ),
     }
     return {name: dataclasses.replace(o, live_shape=name == "unicode") for name, o in cases.items()}
-
-
-@pytest.fixture
-def flow_sandboxes(settings: Settings) -> Iterator[FlowSandboxes]:
-    yield from serve_flow_sandboxes(settings)
 
 
 async def book_hostile_orders(

@@ -34,10 +34,9 @@ from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, create_arq_pool, enqueu
 from gateway.ratelimit import RateGovernor
 from gateway.settings import Settings
 from gateway.store import notices
-from tests.conftest import run_in_thread
-from tests.factories import create_active_integration
-from tests.test_lifecycle import ROOT, Sandboxes, gateway_process, queue_orders, serve_sandboxes, worker_env
-from tests.test_log_redaction_flow import FlowSandboxes, run_full_flow, serve_flow_sandboxes
+from tests.support.environment import ROOT, run_in_thread
+from tests.support.factories import create_active_integration
+from tests.support.servers import FlowSandboxes, Sandboxes, gateway_process, queue_orders, run_full_flow, worker_env
 
 METRICS_TOKEN = "metrics-token-0123456789"
 AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -227,11 +226,6 @@ async def test_a_call_refused_by_the_rate_governor_counts_as_a_deferral(redis: A
     assert counter(metrics.RATE_LIMIT_DEFERRALS, limit="minutely") == before + 1
 
 
-@pytest.fixture
-def flow_sandboxes(settings: Settings) -> Iterator[FlowSandboxes]:
-    yield from serve_flow_sandboxes(settings)
-
-
 async def test_a_scrape_after_a_full_flow_shows_every_counter_of_it_moved(
     engine: AsyncEngine, redis: ArqRedis, flow_sandboxes: FlowSandboxes
 ) -> None:
@@ -253,11 +247,6 @@ async def test_a_scrape_after_a_full_flow_shows_every_counter_of_it_moved(
     assert moved("gateway_job_duration_seconds_count", job="sync_order") == 1
     assert moved("gateway_job_duration_seconds_sum", job="sync_order") > 0
     assert after[("gateway_oldest_pending_order_age_seconds", ())] == 0  # the only order is booked
-
-
-@pytest.fixture
-def sandboxes(settings: Settings) -> Iterator[Sandboxes]:
-    yield from serve_sandboxes(settings)
 
 
 async def test_a_worker_process_counts_into_the_shared_directory_the_web_scrape_reads(

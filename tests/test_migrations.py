@@ -1,7 +1,6 @@
 """Upgrade an empty database to head, compare with tables.py, downgrade to base: on the run's backend."""
 
 import asyncio
-import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from gateway import migrations, tables
 from gateway.db import create_engine
-from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL, _postgres_admin, database_backend
+from tests.support.environment import database_backend, postgres_admin, postgres_admin_url
 
 
 @pytest.fixture
@@ -22,13 +21,13 @@ def empty_database_url(tmp_path: Path, database_url: str) -> Iterator[str]:
     if database_backend() == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
-    admin = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    admin = postgres_admin_url()
     name = f"gw_mig_{secrets.token_hex(4)}"
-    asyncio.run(_postgres_admin(admin, f'CREATE DATABASE "{name}"'))
+    asyncio.run(postgres_admin(admin, f'CREATE DATABASE "{name}"'))
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_postgres_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(postgres_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _diff_and_tables(url: str) -> tuple[list[object], list[str]]:

@@ -15,7 +15,7 @@ from gateway.notifications import send_digests
 from gateway.settings import Settings
 from gateway.store import notices, orders
 from gateway.store.integrations import Integration, update_integration
-from tests.factories import create_account, create_active_integration
+from tests.support.factories import create_account, create_active_integration
 
 pytestmark = pytest.mark.anyio
 

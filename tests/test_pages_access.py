@@ -9,23 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
 from gateway.store import notices, orders
-from tests.factories import create_login, csrf_of, log_in
+from tests.support.factories import create_login, csrf_of, log_in
 
 # Routes that are not customer pages: they authenticate otherwise (webhook key, bearer token) or not at all.
 NOT_PAGES = ("/webhooks/", "/metrics", "/healthz", "/readyz", "/static")
-
-
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    """The pages in English (the assertions quote the English text; Dutch is tested in test_i18n.py)."""
-    client.headers["Accept-Language"] = "en"
-    return client
 
 
 def page_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
@@ -54,7 +46,7 @@ def post_routes(app: Any) -> list[str]:
 
 async def two_accounts(engine: AsyncEngine) -> dict[str, Any]:
     """Account A with an integration and one failed order; account B with its own integration."""
-    from tests.factories import create_active_integration
+    from tests.support.factories import create_active_integration
 
     async with engine.begin() as conn:
         a = await create_login(conn, email="a@shop.test")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
@@ -17,14 +16,7 @@ from gateway.settings import Settings
 from gateway.store import accounts, credentials
 from gateway.store.integrations import create_integration, list_integrations
 from gateway.store.outbox import list_mail
-from tests.factories import PAGE_PASSWORD, create_active_integration, create_login, csrf_of, log_in
-
-
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    """The pages in English (the assertions quote the English text; Dutch is tested in test_i18n.py)."""
-    client.headers["Accept-Language"] = "en"
-    return client
+from tests.support.factories import PAGE_PASSWORD, create_active_integration, create_login, csrf_of, log_in
 
 
 def post_form(client: TestClient, url: str, **data: str) -> object:

@@ -23,15 +23,7 @@ from gateway.store.integrations import (
     utcnow,
 )
 from gateway.store.outbox import list_mail
-from tests.factories import create_active_integration, create_login, csrf_of, log_in
-from tests.test_pages_history import add_order
-
-
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    """The pages in English (the assertions quote the English text; Dutch is tested in test_i18n.py)."""
-    client.headers["Accept-Language"] = "en"
-    return client
+from tests.support.factories import add_order, create_active_integration, create_login, csrf_of, log_in
 
 
 async def owner(engine: AsyncEngine, **columns: object) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,61 +11,9 @@ from starlette.testclient import TestClient
 
 from gateway import tables
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, sync_job_id
-from gateway.store import attempts, notices, orders
+from gateway.store import attempts, orders
 from gateway.store.integrations import Integration
-from tests.factories import create_active_integration, create_login, csrf_of, log_in
-
-
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    """The pages in English (the assertions quote the English text; Dutch is tested in test_i18n.py)."""
-    client.headers["Accept-Language"] = "en"
-    return client
-
-
-async def add_order(
-    engine: AsyncEngine, integration: Integration, number: str, *, state: str = "queued", **details: object
-) -> int:
-    """An order sync in `state`, as the pipeline and the job would leave it."""
-    async with engine.begin() as conn:
-        outcome = await notices.record_notice(
-            conn,
-            integration_id=integration.id,
-            order_number=number,
-            status_id=2 if state != "skipped" else 9,
-            source="poller",
-            dedupe_key=f"{number}:x",
-            selected_statuses=(2,),
-        )
-        sync_id = int(outcome.order_sync_id or 0)
-        if details:
-            await orders.update_order_details(conn, integration_id=integration.id, order_sync_id=sync_id, **details)
-        if state == "booked":
-            await orders.mark_booked(
-                conn,
-                integration_id=integration.id,
-                order_sync_id=sync_id,
-                document_type="sales_invoice",
-                exact_document_id="00000000-0000-0000-0000-0000000000ab",
-                exact_document_number="2026/0042",
-            )
-        elif state == "failed":
-            await orders.mark_failed(
-                conn,
-                integration_id=integration.id,
-                order_sync_id=sync_id,
-                error_kind="unmapped_vat",
-                message="map VAT category NL-21",
-            )
-        elif state == "needs_attention":
-            await orders.mark_needs_attention(
-                conn,
-                integration_id=integration.id,
-                order_sync_id=sync_id,
-                error_kind="credit_sales_order",
-                message="credit order as sales order",
-            )
-    return sync_id
+from tests.support.factories import add_order, create_active_integration, create_login, csrf_of, log_in
 
 
 async def owner_with_shop(engine: AsyncEngine, **columns: object) -> Integration:

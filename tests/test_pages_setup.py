@@ -3,88 +3,15 @@ test with one order, and switching on."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from typing import Any
-
-import httpx
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
-from gateway.sandbox.exact import create_exact_sandbox
-from gateway.sandbox.mijnwebwinkel import SANDBOX_PARTNER_TOKEN, create_mww_sandbox
 from gateway.sandbox.mww_seed import SANDBOX_SHOP_TOKEN, SANDBOX_WRONG_PARTNER_TOKEN
-from gateway.settings import EXACT_COUNTRIES, Settings
 from gateway.store import credentials, exports
 from gateway.store.integrations import get_integration_or_raise, list_vat_mappings
-from tests.factories import ServedApp, csrf_of
-
-
-@pytest.fixture
-def sandboxes() -> Iterator[dict[str, ServedApp]]:
-    with ServedApp(create_mww_sandbox(faults_enabled=False)) as mww, ServedApp(create_exact_sandbox()) as exact:
-        yield {"mww": mww, "exact": exact}
-
-
-@pytest.fixture
-def wizard_settings(settings: Settings, sandboxes: dict[str, ServedApp]) -> Settings:
-    return dataclasses.replace(
-        settings,
-        mww_base_url=f"{sandboxes['mww'].url}/v1",
-        mww_partner_token=Secret(SANDBOX_PARTNER_TOKEN),
-        exact_hosts=dict.fromkeys(EXACT_COUNTRIES, sandboxes["exact"].url),
-        sandbox_enabled=True,
-    )
-
-
-@pytest.fixture
-def wizard(wizard_settings: Settings, clean_state: Settings) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(wizard_settings), base_url="http://testserver", headers={"Accept-Language": "en"}
-    ) as client:
-        yield client
-
-
-def sign_up(client: TestClient) -> int:
-    token = csrf_of(client.get("/signup").text)
-    response = client.post(
-        "/signup",
-        data={"csrf_token": token, "email": "wizard@shop.test", "password": "a long enough password"},
-        follow_redirects=False,
-    )
-    return int(response.headers["location"].split("/integrations/")[1].split("/")[0])
-
-
-def submit(client: TestClient, url: str, data: dict[str, Any]) -> httpx.Response:
-    """POST a form with the session's CSRF token; a list value sends the field once per item (checkboxes)."""
-    token = csrf_of(client.get("/account").text)
-    return client.post(url, data={"csrf_token": token, **data}, follow_redirects=False)
-
-
-def connect_shop(client: TestClient, shop: int) -> None:
-    response = submit(client, f"/integrations/{shop}/setup/shop", {"shop_token": SANDBOX_SHOP_TOKEN})
-    assert response.status_code == 303, response.text
-    assert response.headers["location"].endswith(f"/integrations/{shop}/setup/exact")
-
-
-def connect_exact(client: TestClient, shop: int) -> None:
-    """The real OAuth dance: our connect page, the sandbox's consent form (over HTTP), our callback."""
-    response = submit(client, f"/integrations/{shop}/exact/connect", {"country": "nl"})
-    assert response.status_code == 303, response.text
-    authorize = httpx.URL(response.headers["location"])
-    consent = httpx.post(
-        authorize.copy_with(query=None),
-        data={**dict(authorize.params), "decision": "approve"},
-        follow_redirects=False,
-    )
-    callback = httpx.URL(consent.headers["location"])
-    done = client.get(f"{callback.path}?{callback.query.decode()}", follow_redirects=False)
-    assert done.status_code == 303, done.text
-    assert done.headers["location"] == f"/integrations/{shop}/setup"
+from tests.support.factories import csrf_of
+from tests.support.pages import connect_exact, connect_shop, sign_up, submit
 
 
 async def test_the_token_step_checks_the_token_live_and_never_echoes_it(

@@ -15,7 +15,7 @@ from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, deserialize, enqueue_sy
 from gateway.store import notices, orders
 from gateway.store.integrations import Integration
 from gateway.store.notices import NoticeOutcome
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 
 async def queued_job_ids(redis: ArqRedis, queue: str = QUEUE_DEFAULT) -> list[str]:

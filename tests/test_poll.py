@@ -4,7 +4,6 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 import respx
-from arq.connections import ArqRedis
 from arq.worker import FailedJobs
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,7 +11,6 @@ from starlette.datastructures import Secret
 
 from gateway import tables
 from gateway.clock import utcnow
-from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.jobs import poll
 from gateway.queue import QUEUE_DEFAULT
@@ -25,7 +23,7 @@ from gateway.store.integrations import (
     get_integration_or_raise,
     update_integration,
 )
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -35,17 +33,6 @@ TOKEN = "shop-token-poll-0001"
 @pytest.fixture(autouse=True)
 def _no_retry_pauses(monkeypatch) -> None:
     monkeypatch.setattr(poll, "PAGE_RETRY_DELAYS", (0.0, 0.0))
-
-
-@pytest.fixture
-def ctx(settings: Settings, engine: AsyncEngine, redis: ArqRedis, http) -> dict:
-    return {
-        "settings": settings,
-        "engine": engine,
-        "cipher": Cipher(settings.encryption_keys),
-        "http": http,
-        "redis": redis,
-    }
 
 
 async def shop(ctx: dict, **columns) -> Integration:  # type: ignore[no-untyped-def]

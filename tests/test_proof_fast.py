@@ -9,14 +9,13 @@ The suite runs once per database, so the scenarios are split between the two run
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
 from bench.proof import ProofReport, run_proof
 from bench.runs import Profile
 from bench.table import render
-from tests.conftest import DEFAULT_POSTGRES_ADMIN_URL, database_backend
+from tests.support.environment import database_backend, postgres_admin_url
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +47,7 @@ SCENARIOS = {
 def report(database_url: str) -> ProofReport:
     """One proof run per module on the run's backend (its own database and Redis, not the suite's)."""
     backend = database_backend()
-    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL)
+    admin_url = postgres_admin_url()
     return asyncio.run(
         run_proof(CI, database=backend, only=COMMON | SCENARIOS[backend], skip=set(), admin_url=admin_url)
     )

@@ -4,7 +4,6 @@ import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import pipeline, tables
 from gateway.clock import utcnow
@@ -13,16 +12,11 @@ from gateway.jobs.reconcile import reconcile_orders
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, deserialize, sync_job_id
 from gateway.store import exports, orders
 from gateway.store.integrations import Integration
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
 
 NOW = timedelta(0)  # stale_after for tests: every row counts as old enough
-
-
-@pytest.fixture
-def ctx(engine: AsyncEngine, redis: ArqRedis) -> dict:
-    return {"engine": engine, "redis": redis}
 
 
 async def queued_order(ctx, number: str = "8001", **columns) -> tuple[Integration, int]:  # type: ignore[no-untyped-def]

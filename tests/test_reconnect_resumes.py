@@ -4,48 +4,19 @@ dashboard counts every failed order as needing attention."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.datastructures import Secret
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
 from gateway.jobs.booking_outcomes import EXACT_AUTH, SHOP_AUTH, UNAVAILABLE
 from gateway.queue import QUEUE_DEFAULT, sync_job_id
-from gateway.sandbox.exact import create_exact_sandbox
-from gateway.sandbox.mijnwebwinkel import SANDBOX_PARTNER_TOKEN, create_mww_sandbox
 from gateway.sandbox.mww_seed import SANDBOX_SHOP_TOKEN
-from gateway.settings import EXACT_COUNTRIES, Settings
 from gateway.store import notices, orders
 from gateway.store.integrations import update_integration
-from tests.factories import ServedApp, create_active_integration, create_login, csrf_of, log_in
+from tests.support.factories import create_active_integration, create_login, csrf_of, log_in
 
 EMAIL = "reconnect@shop.test"
-
-
-@pytest.fixture
-def sandboxes() -> Iterator[dict[str, ServedApp]]:
-    with ServedApp(create_mww_sandbox(faults_enabled=False)) as mww, ServedApp(create_exact_sandbox()) as exact:
-        yield {"mww": mww, "exact": exact}
-
-
-@pytest.fixture
-def web(settings: Settings, clean_state: Settings, sandboxes: dict[str, ServedApp]) -> Iterator[TestClient]:
-    web_settings = dataclasses.replace(
-        settings,
-        mww_base_url=f"{sandboxes['mww'].url}/v1",
-        mww_partner_token=Secret(SANDBOX_PARTNER_TOKEN),
-        exact_hosts=dict.fromkeys(EXACT_COUNTRIES, sandboxes["exact"].url),
-        sandbox_enabled=True,
-    )
-    app = create_app(web_settings)
-    with TestClient(app, base_url="http://testserver", headers={"Accept-Language": "en"}) as client:
-        yield client
 
 
 async def shop_with_failures(engine: AsyncEngine, **columns: object) -> tuple[int, dict[str, int]]:
@@ -103,11 +74,11 @@ def reconnect_exact(client: TestClient, integration_id: int) -> httpx.Response:
 
 
 async def test_reconnecting_exact_requeues_the_orders_that_waited_for_it(
-    web: TestClient, engine: AsyncEngine, redis: ArqRedis
+    wizard: TestClient, engine: AsyncEngine, redis: ArqRedis
 ) -> None:
     integration_id, ids = await shop_with_failures(engine, exact_connection="reconnect_needed")
-    log_in(web, EMAIL)
-    done = reconnect_exact(web, integration_id)
+    log_in(wizard, EMAIL)
+    done = reconnect_exact(wizard, integration_id)
     assert done.status_code == 303, done.text
     assert await states(engine, integration_id, ids) == {
         EXACT_AUTH: "queued",
@@ -121,16 +92,16 @@ async def test_reconnecting_exact_requeues_the_orders_that_waited_for_it(
             for k in (EXACT_AUTH, UNAVAILABLE)
         ]
     assert await queued_jobs(redis) == {sync_job_id(integration_id, s.id, s.generation) for s in resumed if s}
-    page = web.get(done.headers["location"]).text
+    page = wizard.get(done.headers["location"]).text
     assert "2 orders that stopped for the lost connection are queued again." in page
 
 
 async def test_a_new_shop_token_requeues_the_orders_the_old_one_stopped(
-    web: TestClient, engine: AsyncEngine, redis: ArqRedis
+    wizard: TestClient, engine: AsyncEngine, redis: ArqRedis
 ) -> None:
     integration_id, ids = await shop_with_failures(engine, shop_connection="error")
-    log_in(web, EMAIL)
-    response = submit(web, f"/integrations/{integration_id}/setup/shop", {"shop_token": SANDBOX_SHOP_TOKEN})
+    log_in(wizard, EMAIL)
+    response = submit(wizard, f"/integrations/{integration_id}/setup/shop", {"shop_token": SANDBOX_SHOP_TOKEN})
     assert response.status_code == 303, response.text
     assert await states(engine, integration_id, ids) == {
         EXACT_AUTH: "failed",
@@ -139,18 +110,18 @@ async def test_a_new_shop_token_requeues_the_orders_the_old_one_stopped(
         "unmapped_vat": "failed",
     }
     assert len(await queued_jobs(redis)) == 2
-    page = web.get(response.headers["location"]).text
+    page = wizard.get(response.headers["location"]).text
     assert "2 orders that stopped for the lost connection are queued again." in page
 
 
 async def test_the_dashboard_counts_every_failed_order_as_needing_attention(
-    web: TestClient, engine: AsyncEngine
+    wizard: TestClient, engine: AsyncEngine
 ) -> None:
     integration_id, _ = await shop_with_failures(engine)
-    log_in(web, EMAIL)
-    page = web.get(f"/integrations/{integration_id}/dashboard").text
+    log_in(wizard, EMAIL)
+    page = wizard.get(f"/integrations/{integration_id}/dashboard").text
     assert "<strong>4</strong><span>need your attention" in page
     assert f"/integrations/{integration_id}/history?state=attention" in page
-    listed = web.get(f"/integrations/{integration_id}/history?state=attention").text
+    listed = wizard.get(f"/integrations/{integration_id}/history?state=attention").text
     for number in ("1", "2", "3", "4"):
         assert f">{number}<" in listed, number

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import tables
 from gateway.jobs import retention
 from gateway.settings import Settings
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 pytestmark = pytest.mark.anyio
 
@@ -21,7 +21,7 @@ RECENT = NOW - timedelta(days=399)
 
 
 @pytest.fixture
-def ctx(settings: Settings, engine: AsyncEngine, monkeypatch) -> dict:
+def retention_ctx(settings: Settings, engine: AsyncEngine, monkeypatch) -> dict:
     monkeypatch.setattr(retention, "utcnow", lambda: NOW)
     return {"settings": dataclasses.replace(settings, retention_days=400), "engine": engine}
 
@@ -76,30 +76,30 @@ async def left(engine: AsyncEngine) -> dict[str, set[str]]:
     return {"syncs": set(syncs), "notices": set(events), "attempts": set(attempts)}
 
 
-async def test_only_old_history_of_settled_orders_goes_and_every_order_sync_stays(ctx) -> None:
-    async with ctx["engine"].begin() as conn:
+async def test_only_old_history_of_settled_orders_goes_and_every_order_sync_stays(retention_ctx) -> None:
+    async with retention_ctx["engine"].begin() as conn:
         shop = (await create_active_integration(conn)).id
         for number, state in [("1", "booked"), ("2", "ignored"), ("3", "skipped"), ("4", "failed"), ("5", "queued")]:
             await order(conn, shop, number, state, at=OLD)
         await order(conn, shop, "6", "booked", at=RECENT)
         await notice(conn, shop, "7", at=OLD, order_sync_id=None)  # a notice that made no order
         await notice(conn, shop, "8", at=RECENT, order_sync_id=None)
-    summary = await retention.prune_history(ctx)
+    summary = await retention.prune_history(retention_ctx)
     assert summary == "deleted 4 notices and 3 attempts received before 2025-11-01"
-    after = await left(ctx["engine"])
+    after = await left(retention_ctx["engine"])
     assert after["syncs"] == {"1", "2", "3", "4", "5", "6"}
     assert after["notices"] == {"4", "5", "6", "8"}
     assert after["attempts"] == {"4", "5", "6"}
 
 
-async def test_a_run_deletes_in_small_batches_and_the_next_run_carries_on(ctx, monkeypatch) -> None:
+async def test_a_run_deletes_in_small_batches_and_the_next_run_carries_on(retention_ctx, monkeypatch) -> None:
     monkeypatch.setattr(retention, "BATCH", 2)
     monkeypatch.setattr(retention, "MAX_BATCHES", 2)
-    async with ctx["engine"].begin() as conn:
+    async with retention_ctx["engine"].begin() as conn:
         shop = (await create_active_integration(conn)).id
         for number in range(5):
             await order(conn, shop, str(number), "booked", at=OLD)
-    assert await retention.prune_history(ctx) == "deleted 4 notices and 4 attempts received before 2025-11-01"
-    assert await retention.prune_history(ctx) == "deleted 1 notices and 1 attempts received before 2025-11-01"
-    after = await left(ctx["engine"])
+    assert await retention.prune_history(retention_ctx) == "deleted 4 notices and 4 attempts received before 2025-11-01"
+    assert await retention.prune_history(retention_ctx) == "deleted 1 notices and 1 attempts received before 2025-11-01"
+    after = await left(retention_ctx["engine"])
     assert (len(after["syncs"]), after["notices"], after["attempts"]) == (5, set(), set())

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,8 +28,8 @@ from gateway.queue import deserialize
 from gateway.routes.webhooks import sign
 from gateway.settings import Settings
 from gateway.shop_connection import rotate_signing_secret, rotate_webhook_key
-from tests.factories import create_active_integration, create_login, csrf_of, log_in
-from tests.test_log_redaction_flow import FlowSandboxes, run_full_flow, serve_flow_sandboxes
+from tests.support.factories import create_active_integration, create_login, csrf_of, log_in
+from tests.support.servers import FlowSandboxes, run_full_flow
 
 # Reachable without a session, and why. Every other route must send an anonymous visitor away.
 PUBLIC = {
@@ -197,11 +196,6 @@ async def test_a_webhook_never_reaches_another_shop(
             await conn.execute(select(tables.order_event.c.integration_id, tables.order_event.c.order_number))
         ).all()
     assert sorted((r[0], r[1]) for r in rows) == [(a.id, "7001"), (b.id, "7002")]
-
-
-@pytest.fixture
-def flow_sandboxes(settings: Settings) -> Iterator[FlowSandboxes]:
-    yield from serve_flow_sandboxes(settings)
 
 
 async def redis_keyspace(redis: ArqRedis) -> dict[bytes, list[bytes]]:

@@ -19,18 +19,12 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store.outbox import list_mail
-from tests.factories import PAGE_PASSWORD, create_active_integration, create_login, csrf_of, log_in
+from tests.support.factories import PAGE_PASSWORD, create_active_integration, create_login, csrf_of, log_in
 
 ENGLISH = {"Accept-Language": "en"}
 CHANGED = "You were logged out because the password was changed."
 DELETED = "You were logged out because the account was deleted."
 NEW_PASSWORD = "a brand new password"
-
-
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    client.headers.update(ENGLISH)
-    return client
 
 
 @pytest.fixture

@@ -14,17 +14,12 @@ from gateway.settings import Settings
 from gateway.shop_connection import ShopTokenError
 from gateway.store import credentials
 from gateway.store.integrations import create_integration, get_integration, get_integration_by_webhook_key
-from tests.conftest import load_payload
-from tests.factories import create_account
+from tests.support.environment import load_payload
+from tests.support.factories import create_account
 
 pytestmark = pytest.mark.anyio
 
 TOKEN = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"
-
-
-@pytest.fixture
-def cipher(settings: Settings) -> Cipher:
-    return Cipher(settings.encryption_keys)
 
 
 @pytest.fixture

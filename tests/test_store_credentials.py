@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import tables
 from gateway.crypto import Cipher
 from gateway.store import credentials
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 
 async def test_secret_is_encrypted_in_the_row_and_versions_increase(engine: AsyncEngine) -> None:

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway import tables
 from gateway.clock import utcnow
 from gateway.store import attempts, notices, orders
-from tests.factories import create_active_integration
+from tests.support.factories import create_active_integration
 
 SELECTED = (2, 3)
 

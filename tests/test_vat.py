@@ -4,7 +4,7 @@ import pytest
 
 from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwTaxRegion
 from gateway.vat import categories_from_regions, describe_category, order_categories, rate_text, vat_category
-from tests.conftest import load_payload
+from tests.support.environment import load_payload
 
 
 def order(name: str, **changes: object) -> MwwOrder:

@@ -15,8 +15,8 @@ from gateway.queue import QUEUE_DEFAULT, create_arq_pool
 from gateway.routes import webhooks
 from gateway.routes.webhooks import sign
 from gateway.settings import Settings
-from tests.conftest import run_in_thread
-from tests.factories import create_active_integration
+from tests.support.environment import run_in_thread
+from tests.support.factories import create_active_integration
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,14 @@ def counts(settings: Settings) -> tuple[int, int, int]:
 
 
 @pytest.fixture
-def shop(client: TestClient, settings: Settings) -> Shop:
+def unsigned_shop(client: TestClient, settings: Settings) -> Shop:
+    """An integration with a webhook address and no signing secret (notices are taken unsigned)."""
     return run_in_thread(_make_shop(settings, signed=False))
 
 
 @pytest.fixture
 def signed_shop(client: TestClient, settings: Settings) -> Shop:
+    """An integration with a webhook address and a signing secret."""
     return run_in_thread(_make_shop(settings, signed=True))
 
 
@@ -89,29 +91,31 @@ NOTICE = json.dumps({"order_number": "1001", "status": 2}).encode()
 JSON = {"content-type": "application/json"}
 
 
-def test_a_valid_notice_is_accepted_recorded_and_queued(client: TestClient, settings: Settings, shop: Shop) -> None:
-    r = client.post(shop.url, content=NOTICE, headers=JSON)
+def test_a_valid_notice_is_accepted_recorded_and_queued(
+    client: TestClient, settings: Settings, unsigned_shop: Shop
+) -> None:
+    r = client.post(unsigned_shop.url, content=NOTICE, headers=JSON)
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": True, "result": "queued"}
     assert counts(settings) == (1, 1, 1)
 
 
 def test_duplicate_and_replayed_notices_give_one_row_and_one_job(
-    client: TestClient, settings: Settings, shop: Shop
+    client: TestClient, settings: Settings, unsigned_shop: Shop
 ) -> None:
     for _ in range(2):
-        assert client.post(shop.url, content=NOTICE, headers=JSON).status_code == 202
+        assert client.post(unsigned_shop.url, content=NOTICE, headers=JSON).status_code == 202
     for _ in range(2):
-        r = client.post(shop.url, content=NOTICE, headers={**JSON, "webhook-id": "msg_replayed"})
+        r = client.post(unsigned_shop.url, content=NOTICE, headers={**JSON, "webhook-id": "msg_replayed"})
         assert r.status_code == 202, r.text
     assert r.json()["result"] == "duplicate"
     assert counts(settings) == (2, 1, 1)  # two distinct notices, one order, one job
 
 
 def test_a_status_the_shop_did_not_select_is_recorded_as_skipped(
-    client: TestClient, settings: Settings, shop: Shop
+    client: TestClient, settings: Settings, unsigned_shop: Shop
 ) -> None:
-    r = client.post(shop.url, json={"order_number": 1002, "status": "1"})
+    r = client.post(unsigned_shop.url, json={"order_number": 1002, "status": "1"})
     assert r.status_code == 202, r.text
     assert r.json()["result"] == "skipped"
     assert counts(settings) == (1, 1, 0)
@@ -145,9 +149,9 @@ def _chunks() -> Iterator[bytes]:
     ],
 )
 def test_bad_requests_get_a_4xx_and_store_nothing(
-    client: TestClient, settings: Settings, shop: Shop, path, body, headers, status
+    client: TestClient, settings: Settings, unsigned_shop: Shop, path, body, headers, status
 ) -> None:
-    r = client.post(path or shop.url, content=body() if callable(body) else body, headers=headers)
+    r = client.post(path or unsigned_shop.url, content=body() if callable(body) else body, headers=headers)
     assert r.status_code == status, r.text
     assert counts(settings) == (0, 0, 0)
 
@@ -224,17 +228,19 @@ async def _rotate(settings: Settings, integration_id: int) -> str:
 
 
 def test_a_rotated_key_stops_working_once_the_lookup_expires(
-    client: TestClient, settings: Settings, shop: Shop, monkeypatch
+    client: TestClient, settings: Settings, unsigned_shop: Shop, monkeypatch
 ) -> None:
     monkeypatch.setattr(webhooks, "LOOKUP_TTL_SECONDS", 0.0)
-    assert client.post(shop.url, content=NOTICE, headers=JSON).status_code == 202
-    new_key = run_in_thread(_rotate(settings, shop.integration_id))
-    assert client.post(shop.url, content=NOTICE, headers=JSON).status_code == 404
+    assert client.post(unsigned_shop.url, content=NOTICE, headers=JSON).status_code == 202
+    new_key = run_in_thread(_rotate(settings, unsigned_shop.integration_id))
+    assert client.post(unsigned_shop.url, content=NOTICE, headers=JSON).status_code == 404
     r = client.post(f"/webhooks/mijnwebwinkel/{new_key}", json={"order_number": "1003", "status": 2})
     assert r.status_code == 202, r.text
 
 
-def test_a_status_beyond_the_status_column_is_refused(client: TestClient, settings: Settings, shop: Shop) -> None:
-    r = client.post(shop.url, json={"order_number": "1001", "status": 2**31})
+def test_a_status_beyond_the_status_column_is_refused(
+    client: TestClient, settings: Settings, unsigned_shop: Shop
+) -> None:
+    r = client.post(unsigned_shop.url, json={"order_number": "1001", "status": 2**31})
     assert r.status_code == 422, r.text
     assert counts(settings) == (0, 0, 0)

@@ -28,7 +28,8 @@ from gateway.jobs.worker import restart_delay
 from gateway.local_redis import PrivateRedis, start_private_redis
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, create_arq_pool
 from gateway.settings import Settings
-from tests.test_lifecycle import ROOT, Sandboxes, booked_once, queue_orders, serve_sandboxes, worker_env
+from tests.support.environment import ROOT
+from tests.support.servers import Sandboxes, booked_once, queue_orders, serve_sandboxes, worker_env
 
 HEALTH_KEYS = [f"{queue}:health-check" for queue in (QUEUE_PRIORITY, QUEUE_DEFAULT)]
 LOST_REDIS = "cannot reach Redis"  # the worker's warning line
@@ -113,18 +114,18 @@ def outage_redis() -> Iterator[OutageRedis]:
 
 
 @pytest.fixture
-def sandboxes(settings: Settings, outage_redis: OutageRedis) -> Iterator[Sandboxes]:
+def outage_sandboxes(settings: Settings, outage_redis: OutageRedis) -> Iterator[Sandboxes]:
     """Both sandboxes over HTTP, with settings that point the worker at the test's own Redis."""
     for served in serve_sandboxes(settings):
         yield dataclasses.replace(served, settings=dataclasses.replace(served.settings, redis_url=outage_redis.url))
 
 
 @contextlib.contextmanager
-def worker_process(sandboxes: Sandboxes, tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker_process(outage_sandboxes: Sandboxes, tmp_path: Path) -> Iterator[WorkerProcess]:
     metrics_dir = tmp_path / "prometheus"
     metrics_dir.mkdir()
     log = tmp_path / "worker.log"
-    env = {**worker_env(sandboxes), metrics.MULTIPROC_ENV: str(metrics_dir)}
+    env = {**worker_env(outage_sandboxes), metrics.MULTIPROC_ENV: str(metrics_dir)}
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "worker"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
@@ -146,9 +147,9 @@ async def healthy(redis: OutageRedis) -> bool:
 
 
 async def test_the_worker_outlives_a_redis_restart_and_books_an_order_queued_after_it(
-    engine: AsyncEngine, sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
+    engine: AsyncEngine, outage_sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
 ) -> None:
-    with worker_process(sandboxes, tmp_path) as worker:
+    with worker_process(outage_sandboxes, tmp_path) as worker:
         await worker.until(lambda: healthy(outage_redis), within=30, what="the worker to start")
 
         outage_redis.kill()
@@ -161,13 +162,13 @@ async def test_the_worker_outlives_a_redis_restart_and_books_an_order_queued_aft
         await worker.until(lambda: healthy(outage_redis), within=20, what="the worker to take up Redis again")
         pool = await create_arq_pool(outage_redis.url)
         try:
-            integration_id, sync_ids = await queue_orders(engine, pool, sandboxes, 1, duplicates=False)
+            integration_id, sync_ids = await queue_orders(engine, pool, outage_sandboxes, 1, duplicates=False)
         finally:
             await pool.aclose()
 
         async def booked() -> bool:
             with contextlib.suppress(AssertionError):
-                await booked_once(engine, sandboxes, integration_id, sync_ids)
+                await booked_once(engine, outage_sandboxes, integration_id, sync_ids)
                 return True
             return False
 
@@ -184,9 +185,9 @@ async def test_the_worker_outlives_a_redis_restart_and_books_an_order_queued_aft
 
 
 async def test_sigterm_while_redis_is_down_ends_the_worker_at_once_with_exit_0(
-    sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
+    outage_sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
 ) -> None:
-    with worker_process(sandboxes, tmp_path) as worker:
+    with worker_process(outage_sandboxes, tmp_path) as worker:
         await worker.until(lambda: healthy(outage_redis), within=30, what="the worker to start")
         outage_redis.kill()
 
@@ -205,11 +206,11 @@ async def test_sigterm_while_redis_is_down_ends_the_worker_at_once_with_exit_0(
 
 
 async def test_a_redis_error_that_is_no_outage_still_ends_the_worker(
-    sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
+    outage_sandboxes: Sandboxes, outage_redis: OutageRedis, tmp_path: Path
 ) -> None:
     """A bug must not be retried forever: a key of the wrong type makes arq's main loop fail with a ResponseError."""
     await outage_redis.command("SET", QUEUE_DEFAULT, "not a sorted set")
-    with worker_process(sandboxes, tmp_path) as worker:
+    with worker_process(outage_sandboxes, tmp_path) as worker:
         await asyncio.to_thread(worker.process.wait, 30)
 
     log = worker.text()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import Live, shoot
+from tests.support.browser import Live, shoot
 
 pytestmark = pytest.mark.browser
 EMAIL = "new.owner@theepot.test"

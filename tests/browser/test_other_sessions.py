@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import Live, shoot
+from tests.support.browser import Live, shoot
 
 pytestmark = pytest.mark.browser
 

@@ -1,19 +1,20 @@
-"""Arrange helpers: rows created through the store, returned as the store's dataclasses."""
+"""Arrange helpers: rows created through the store, returned as the store's dataclasses; the `gateway` command run
+in-process."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import tables
+from gateway.clock import utcnow
 from gateway.store.integrations import (
     Integration,
     IntegrationSettings,
     create_integration,
     get_integration_or_raise,
     update_integration as _update,
-    utcnow,
 )
 
 _counter = {"n": 0}
@@ -92,38 +93,6 @@ async def connect_exact_sandbox(conn: AsyncConnection, *, integration_id: int, s
     )
     await store_tokens(conn, integration_id=integration_id, tokens=tokens, cipher=cipher)
     return tokens
-
-
-class ServedApp:
-    """A Starlette app served over real HTTP by uvicorn in a background thread (for sandboxes in flow tests)."""
-
-    def __init__(self, app: Any) -> None:
-        import threading
-
-        import uvicorn
-
-        from gateway.local_redis import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ServedApp:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the served app did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 # --- Customer pages: accounts with real passwords, and logging in through the pages ----------------------------------
@@ -207,3 +176,50 @@ def run_cli(settings: Any, argv: list[str], **environ: str) -> int:
         logging.setLogRecordFactory(factory)
         for name, library_level in libraries.items():
             logging.getLogger(name).setLevel(library_level)
+
+
+async def add_order(
+    engine: AsyncEngine, integration: Integration, number: str, *, state: str = "queued", **details: object
+) -> int:
+    """An order sync in `state`, as the pipeline and the job would leave it."""
+    from gateway.store import notices, orders
+
+    async with engine.begin() as conn:
+        outcome = await notices.record_notice(
+            conn,
+            integration_id=integration.id,
+            order_number=number,
+            status_id=2 if state != "skipped" else 9,
+            source="poller",
+            dedupe_key=f"{number}:x",
+            selected_statuses=(2,),
+        )
+        sync_id = int(outcome.order_sync_id or 0)
+        if details:
+            await orders.update_order_details(conn, integration_id=integration.id, order_sync_id=sync_id, **details)
+        if state == "booked":
+            await orders.mark_booked(
+                conn,
+                integration_id=integration.id,
+                order_sync_id=sync_id,
+                document_type="sales_invoice",
+                exact_document_id="00000000-0000-0000-0000-0000000000ab",
+                exact_document_number="2026/0042",
+            )
+        elif state == "failed":
+            await orders.mark_failed(
+                conn,
+                integration_id=integration.id,
+                order_sync_id=sync_id,
+                error_kind="unmapped_vat",
+                message="map VAT category NL-21",
+            )
+        elif state == "needs_attention":
+            await orders.mark_needs_attention(
+                conn,
+                integration_id=integration.id,
+                order_sync_id=sync_id,
+                error_kind="credit_sales_order",
+                message="credit order as sales order",
+            )
+    return sync_id
