@@ -277,6 +277,25 @@ outbox_mail = Table(
     _ts("created_at", nullable=False),
 )
 
+# The books check: one row per integration and month, the latest run's report (books_check/findings.py Report as
+# JSON), the findings the owner marked reviewed (their keys) and what the run cost in calls.
+books_check = Table(
+    "books_check",
+    metadata,
+    Column("id", Id, primary_key=True),
+    _tenant_fk(),
+    Column("month", String(7), nullable=False),  # "2026-11", on the Dutch calendar
+    Column("state", String(20), nullable=False),  # running | done | failed
+    Column("report", JSON),
+    Column("reviewed", JSON),  # list of finding keys
+    Column("error", Text),
+    Column("exact_calls", Integer, nullable=False, server_default="0"),
+    Column("shop_calls", Integer, nullable=False, server_default="0"),
+    _ts("started_at", nullable=False),
+    _ts("finished_at"),
+    UniqueConstraint("integration_id", "month"),
+)
+
 TENANT_TABLES = (
     credential,
     vat_mapping,
@@ -286,4 +305,5 @@ TENANT_TABLES = (
     exact_link,
     lookup_cache,
     initial_export,
+    books_check,
 )

@@ -126,6 +126,19 @@ class MijnwebwinkelClient:
         params = {"start_date": start_date.isoformat(), "ordering": "asc", **_page(offset, limit)}
         return [MwwOrderChange.from_api(item) for item in _listing(await self._get("/orders", params), "orders")]
 
+    async def list_orders_placed(
+        self, *, start_date: date, end_date: date, offset: int = 0, limit: int = PAGE_LIMIT
+    ) -> list[MwwOrder]:
+        """Orders placed from `start_date` to `end_date` (both included; the order date), in full, by number: the
+        list answers whole orders, so a month costs one call per 100 orders (books check)."""
+        params = {
+            "start_date": start_date.isoformat(),
+            "end_date": end_date.isoformat(),
+            "ordering": "asc",
+            **_page(offset, limit),
+        }
+        return [MwwOrder.from_api(item) for item in _listing(await self._get("/orders", params), "orders")]
+
     async def count_orders(self, **filters: Any) -> int:
         """`orders/count` with the list's filters (start_date, status_id, status_changed_start_date, ...)."""
         data = await self._get("/orders/count", {k: _param(v) for k, v in filters.items() if v is not None})

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gateway.sandbox.exact_bulk import BULK, bulk_page
 from gateway.sandbox.exact_entities import MANDATORY_FILTER, WRITABLE
 from gateway.sandbox.exact_oauth import TokenService, authorize_routes
 from gateway.sandbox.exact_odata import ODataError, error_response, jsonable, next_link, query_rows
@@ -281,7 +282,7 @@ async def division_api(request: Request) -> Response:
     """Every /api/v1/{division}/... call: token, division, faults, budget, then the endpoint; recorded."""
     sandbox = _sandbox(request)
     division = int(request.path_params["division"])
-    path = f"{request.path_params['service']}/{request.path_params['entity']}"
+    path = request.url.path.split(f"/api/v1/{division}/", 1)[-1]  # "service/Entity" or "bulk/Service/Entity"
     if sandbox.faults.latency:
         await asyncio.sleep(sandbox.faults.latency)
     arrived = sandbox.clock()  # calls are counted when they arrive, as Exact's windows do
@@ -342,6 +343,7 @@ def create_exact_sandbox(
         Route("/api/oauth2/token", token, methods=["POST"]),
         Route("/api/v1/current/Me", me),
         Route("/api/v1/{division:int}/{service}/{entity}", division_api, methods=["GET", "POST"]),
+        Route("/api/v1/{division:int}/bulk/{service}/{entity}", division_api, methods=["GET", "POST"]),
         Route("/_sandbox/state", state),
         Route("/_sandbox/faults", faults, methods=["POST"]),
     ]
@@ -351,6 +353,8 @@ def create_exact_sandbox(
 
 
 async def _dispatch(sandbox: ExactSandbox, request: Request, division: int, path: str) -> Response:
+    if path in BULK:
+        return _bulk(sandbox, request, division, path)
     endpoint = ENDPOINTS.get(path)
     if endpoint is None:
         return error_response(f"Resource not found for the segment '{path}'.", 404)
@@ -363,6 +367,21 @@ async def _dispatch(sandbox: ExactSandbox, request: Request, division: int, path
         return await _post(sandbox, request, division, entity)
     except ODataError as e:
         return error_response(str(e), e.status)
+
+
+def _bulk(sandbox: ExactSandbox, request: Request, division: int, path: str) -> Response:
+    """Bulk endpoints are read-only; 1,000 rows a page (gateway/sandbox/exact_bulk.py)."""
+    if request.method != "GET":
+        return error_response(f"The method '{request.method}' is not allowed on '{path}'.", 405)
+    params = dict(request.query_params)
+    try:
+        page, next_offset = bulk_page(sandbox.divisions[division], path, params)
+    except ODataError as e:
+        return error_response(str(e), e.status)
+    body: dict[str, Any] = {"results": page}
+    if next_offset is not None:
+        body["__next"] = next_link(str(request.url.replace(query="")), params, next_offset)
+    return JSONResponse({"d": body})
 
 
 async def _set_faults(sandbox: ExactSandbox, request: Request) -> Response:

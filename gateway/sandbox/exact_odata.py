@@ -201,6 +201,7 @@ def query_rows(
     fields: set[str],
     type_name: str,
     mandatory_filter: set[str] | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Apply $filter/$orderby/$skiptoken/$top/$select; return one page and the offset of the next, if any."""
     select = [s.strip() for s in params.get("$select", "").split(",") if s.strip()]
@@ -224,7 +225,7 @@ def query_rows(
     offset = _int_param(params, "$skiptoken", 0)
     top = _int_param(params, "$top", None)
     end = len(filtered) if top is None else min(len(filtered), top)
-    page_end = min(end, offset + PAGE_SIZE)
+    page_end = min(end, offset + page_size)
     page = [_project(r, select) for r in filtered[offset:page_end]]
     return page, (page_end if page_end < end else None)
 
