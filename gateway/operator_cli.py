@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.operator_books import add_books_commands
 from gateway.operator_console import EPILOG
 from gateway.operator_integrations import add_integration_commands
 from gateway.operator_keys import add_key_commands
@@ -23,6 +24,7 @@ def add_operator_commands(sub: Any) -> None:
     add_sync_commands(_group(sub, "syncs", "list, retry, ignore or re-run order syncs across integrations"))
     add_key_commands(_group(sub, "keys", "encryption keys of stored secrets"))
     add_report_commands(_group(sub, "report", "reports for billing"))
+    add_books_commands(_group(sub, "books", "check a month's books: every shop order against Exact Online"))
 
 
 def _group(sub: Any, name: str, help_text: str) -> Any:
