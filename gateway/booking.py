@@ -7,16 +7,16 @@ up to the shop's total and VAT per rate to the cent. The job resolves the Exact 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from gateway.booking_amounts import AmountMismatch, incl_sum, money, reconcile_vat, share_cents
+from gateway.booking_amounts import AmountMismatch, cents, incl_sum, money, reconcile_vat, share_cents
 from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwOrderLine
 from gateway.store.integrations import IntegrationSettings, VatMapping
-from gateway.vat import is_oss, vat_category
+from gateway.vat import REVERSE_CHARGED, ZERO_PERCENT, is_oss, rate_text, vat_category
 
 SALES_ENTRY = "sales_entry"
 SALES_INVOICE = "sales_invoice"
@@ -39,6 +39,9 @@ TOTALS_MISMATCH = "totals_mismatch"
 SETTINGS = "settings"
 CREDIT_SALES_ORDER = "credit_sales_order"
 NEGATIVE_SALES_ORDER = "negative_sales_order"
+VAT_CODE_RATE = "vat_code_rate"  # a VAT amount on a code whose rate does not produce it; resumes when mapped
+VAT_CONTRADICTION = "vat_contradiction"  # the order says no VAT is due, yet charges VAT
+VAT_TOLERANCE = Decimal("0.01")  # per line: the shop rounds each line's VAT, Exact the code's VAT per line
 # Exact holds a document that may be this order's but is not proof of it (jobs stop the order as `needs_review`).
 UNMARKED_DOCUMENT = "unmarked_document"
 DUPLICATE_MARK = "duplicate_mark"
@@ -167,11 +170,15 @@ def plan_booking(
     *,
     home_country: str,
     credited_reference: str = "",
+    vat_rates: Mapping[str, Decimal] | None = None,
 ) -> BookingPlan:
     """Check `order` against the configuration and split it into Exact lines; raise BookingError when it cannot be
-    booked (unmapped VAT category, totals that do not add up, a credit order as sales order, missing settings)."""
+    booked (unmapped VAT category, totals that do not add up, VAT the order's own data or the mapped VAT code's rate
+    contradict, a credit order as sales order, missing settings). `vat_rates` are the Exact VAT codes' rates in
+    percent by code; a code without a known rate is left to Exact."""
     document_type = settings.insertion_type
     _check_settings(order, settings)
+    check_vat_strategy(order)
     categories = {}
     for line in order.lines:
         for price in line.prices:
@@ -186,6 +193,7 @@ def plan_booking(
             UNMAPPED_VAT, f"map VAT categor{'ies' if len(unmapped) > 1 else 'y'} {names}", categories=tuple(unmapped)
         )
     lines, vat_by_rate = _split_lines(order, settings, mappings, categories)
+    check_vat_codes(order.number, lines, vat_rates or {})
     if document_type == SALES_ORDER:
         lines = fold_negative_lines(order.number, lines)
     total = sum((line.amount + line.vat for line in lines), Decimal(0))
@@ -227,6 +235,57 @@ def _check_settings(order: MwwOrder, settings: IntegrationSettings) -> None:
         raise BookingError(SETTINGS, "choose the warehouse for direct sales invoices in the settings")
     if not order.lines:
         raise BookingError(TOTALS_MISMATCH, f"order {order.number} has no order lines to book")
+
+
+def check_vat_strategy(order: MwwOrder) -> None:
+    """An order whose tax strategy says no VAT is due (reverse charge, zero rated) must charge none."""
+    if order.tax_strategy not in (REVERSE_CHARGED, ZERO_PERCENT):
+        return
+    charged = sum((abs(p.vat) for line in order.lines for p in line.prices if p.rate), Decimal(0))
+    charged = max(charged, sum((abs(t.amount) for t in order.tax if t.rate), Decimal(0)))
+    if charged:
+        raise BookingError(
+            VAT_CONTRADICTION,
+            f"order {order.number} says no VAT is due ({order.tax_strategy}) but charges {money(charged)} VAT; "
+            "correct the order in the shop, then retry it",
+            params={"order": order.number, "strategy": order.tax_strategy, "vat": money(charged)},
+        )
+
+
+def check_vat_codes(order_number: str, lines: Sequence[PlannedLine], vat_rates: Mapping[str, Decimal]) -> None:
+    """VAT sits only on a code whose rate produces it: per (category, code), the lines' VAT must be the code's rate
+    of their amount, to a cent per line (docs/booking.md, "VAT is consistent or refused")."""
+    groups: dict[tuple[str, str], list[PlannedLine]] = {}
+    for line in lines:
+        groups.setdefault((line.category, line.vat_code), []).append(line)
+    for (category, code), members in groups.items():
+        code_rate = vat_rates.get(code)
+        if code_rate is None:
+            continue
+        amount = sum((line.amount for line in members), Decimal(0))
+        vat = sum((line.vat for line in members), Decimal(0))
+        expected = cents(amount * code_rate / 100)
+        if abs(vat - expected) <= VAT_TOLERANCE * len(members):
+            continue
+        rate = ", ".join(dict.fromkeys(rate_text(line.rate) for line in members))
+        params = {
+            "order": order_number,
+            "vat": money(vat),
+            "amount": money(amount),
+            "rate": rate,
+            "category": category,
+            "code": code,
+            "code_rate": rate_text(code_rate),
+            "expected": money(expected),
+        }
+        raise BookingError(
+            VAT_CODE_RATE,
+            f"order {order_number} carries {params['vat']} VAT on {params['amount']} at {rate} % (category "
+            f"{category}), but VAT code {code} charges {params['code_rate']} %, which makes {params['expected']}; "
+            f"map category {category} to a VAT code of {rate} %",
+            categories=(category,),
+            params=params,
+        )
 
 
 def customer_of(order: MwwOrder, settings: IntegrationSettings) -> Customer:

@@ -53,27 +53,43 @@ def is_oss(category: str) -> bool:
 
 
 def vat_category(order: MwwOrder, rate: Decimal, *, home_country: str, eu_consumer_vat: str) -> str:
-    """The category of one line rate of `order`.
+    """The category of one line rate of `order`: from the rate actually charged and the destination.
 
-    The shop's own `tax_strategy` wins (it decided the order is reverse charged or zero rated). Without it, a 0 %
-    line to outside the EU is export and a 0 % B2B line with a VAT number to another EU country is EU B2B. EU
-    consumer sales to another country are OSS categories when the shop uses OSS, else domestic rates.
+    A 0 % line is reverse charge or export when the shop's `tax_strategy` says so; without one, a 0 % line to outside
+    the EU is export and a 0 % B2B line with a VAT number to another EU country is EU B2B. A line that charges VAT is
+    never put in a 0 % category, whatever the strategy: VAT the shop charged in a country outside the EU (its
+    `tax_region`, where the goods go) is that country's category ("GB-20"); EU consumer sales to another country are
+    OSS categories when the shop uses OSS; everything else is a domestic rate.
     """
     home = (home_country or DEFAULT_HOME_COUNTRY).upper()
+    destination = order.destination_country or home
+    if rate == 0:
+        zero = _zero_rate_category(order, home, destination)
+        if zero:
+            return zero
+    taxed_in = order.tax_region or destination
+    if rate and taxed_in == destination and destination not in EU_COUNTRIES and home in EU_COUNTRIES:
+        return domestic_category(destination, rate)  # VAT of the country outside the EU (UK VAT on a sale to GB)
+    if eu_consumer_vat == EU_VAT_OSS and taxed_in != home and taxed_in in EU_COUNTRIES:
+        return oss_category(taxed_in, rate)
+    return domestic_category(home, rate)
+
+
+def _zero_rate_category(order: MwwOrder, home: str, destination: str) -> str:
+    """The category of a 0 % line, or "" for a domestic 0 % rate. The shop's strategy only chooses among the 0 %
+    categories: a line that charges VAT is never export or reverse charge (booking.check_vat_strategy refuses an
+    order whose strategy and VAT disagree)."""
     if order.tax_strategy == REVERSE_CHARGED:
         return EU_B2B
     if order.tax_strategy == ZERO_PERCENT:
         return EXPORT
-    destination = order.destination_country or home
-    if rate == 0 and destination != home:
-        if destination not in EU_COUNTRIES and home in EU_COUNTRIES:
-            return EXPORT
-        if order.business_model == "B2B" and order.invoice_address.taxnumber and destination in EU_COUNTRIES:
-            return EU_B2B
-    taxed_in = order.tax_region or destination
-    if eu_consumer_vat == EU_VAT_OSS and taxed_in != home and taxed_in in EU_COUNTRIES:
-        return oss_category(taxed_in, rate)
-    return domestic_category(home, rate)
+    if destination == home:
+        return ""
+    if destination not in EU_COUNTRIES and home in EU_COUNTRIES:
+        return EXPORT
+    if order.business_model == "B2B" and order.invoice_address.taxnumber and destination in EU_COUNTRIES:
+        return EU_B2B
+    return ""
 
 
 def order_categories(order: MwwOrder, *, home_country: str, eu_consumer_vat: str) -> list[str]:

@@ -484,3 +484,179 @@ def test_a_mismatch_names_two_figures_that_differ(change: dict[str, Any], figure
     assert second in message
     assert {first, second} <= set(params.values())
     assert caught.value.kind == "totals_mismatch"
+
+
+# ---------------------------------------------------------------- VAT is consistent or refused
+
+
+def uk_consumer_order(number: str, **changes: Any) -> dict[str, Any]:
+    """A GBP order to a consumer in the UK carrying 20 % VAT (4.17), as a Dutch shop taxing UK sales sends it."""
+    data = copy.deepcopy(load_payload("order_gbp"))
+    data.update(number=number, currency="GBP", tax_region="GB", tax_strategy="")
+    data["debtor"]["address"]["invoice"].update(country_code="GB", zipcode="SW1A 1AA", city="London")
+    data["shipping"] = [{"country": {"description": "United Kingdom", "isocode": "GB"}}]
+    data["price"] = {"tax": [{"rate": "20.00", "amount": "4.17"}], "total": "25.00"}
+    data["orderlines"] = [
+        {
+            "id": "uk-1",
+            "type": "article",
+            "quantity": 1,
+            "description": "Theepot",
+            "price": {"amount": "20.833333", "amount_including_tax": "25.00", "rate": "20.00"},
+            "articles": [{"id": 9, "description": "Theepot", "sku": "TP-1"}],
+        }
+    ]
+    data.update(changes)
+    return data
+
+
+async def test_uk_vat_mapped_to_the_zero_rate_export_code_is_refused_with_the_orders_figures(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox, mappings={**MAPPINGS, "GB-20": ("6", "8020")})
+    shop["5101"] = uk_consumer_order("5101")
+    sync_id = await queue(engine, integration, "5101")
+    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    stopped = await row(engine, sync_id)
+    assert (stopped.state, stopped.error_kind) == ("failed", "vat_code_rate")
+    assert stopped.error_params is not None
+    assert {k: stopped.error_params[k] for k in ("vat", "amount", "rate", "category", "code", "code_rate")} == {
+        "vat": "4.17",
+        "amount": "20.83",
+        "rate": "20",
+        "category": "GB-20",
+        "code": "6",
+        "code_rate": "0",
+    }
+    assert stopped.error_params["expected"] == "0.00"
+    assert "map category GB-20 to a VAT code of 20 %" in (stopped.last_error or "")
+    assert sandbox.documents("SalesEntries") == []
+
+
+async def test_an_order_that_says_no_vat_is_due_but_charges_it_is_refused(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    shop["5102"] = uk_consumer_order("5102", tax_strategy="zero_percent")
+    sync_id = await queue(engine, integration, "5102")
+    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    stopped = await row(engine, sync_id)
+    assert (stopped.state, stopped.error_kind) == ("failed", "vat_contradiction")
+    assert stopped.error_params == {"order": "5102", "strategy": "zero_percent", "vat": "4.17"}
+    assert sandbox.documents("SalesEntries") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "category"),
+    [
+        pytest.param("gbp", {"tax_region": "GB", "tax_strategy": "zero_percent"}, None, id="zero-strategy-with-vat"),
+        pytest.param("export", {"tax_strategy": ""}, "EXPORT", id="zero-rate-outside-the-eu"),
+        pytest.param("b2b_reverse_charge", {}, "EU-B2B", id="reverse-charge-at-zero"),
+        pytest.param("oss_de", {}, "OSS-DE-19", id="oss-rate-charged"),
+    ],
+)
+def test_the_category_follows_the_rate_charged_not_the_strategy_alone(
+    name: str, changes: dict[str, Any], category: str | None
+) -> None:
+    from gateway.booking import BookingError, plan_booking
+    from gateway.clients.mijnwebwinkel_models import MwwOrder
+    from gateway.store.integrations import VatMapping
+
+    data = {**copy.deepcopy(load_payload(f"order_{name}")), **changes}
+    mappings = {c: VatMapping(c, code, gl, True) for c, (code, gl) in MAPPINGS.items()}
+    settings = BOOKING.replace(eu_consumer_vat="oss")
+    if category is None:
+        with pytest.raises(BookingError) as caught:
+            plan_booking(MwwOrder.from_api(data), settings, mappings, home_country="NL")
+        assert caught.value.kind == "vat_contradiction"
+        return
+    plan = plan_booking(MwwOrder.from_api(data), settings, mappings, home_country="NL", vat_rates=SANDBOX_RATES)
+    assert category in plan.categories
+
+
+SANDBOX_RATES = {"0": Decimal(0), "1": Decimal(9), "2": Decimal(21), "4": Decimal(0), "6": Decimal(0)}
+SANDBOX_RATES |= {"D1": Decimal(19), "D2": Decimal(7)}
+
+
+@pytest.mark.parametrize(
+    ("category", "code", "refused"),
+    [
+        pytest.param("NL-21", "2", False, id="21-on-the-21-code"),
+        pytest.param("NL-21", "1", True, id="21-on-the-9-code"),
+        pytest.param("NL-9", "2", True, id="9-on-the-21-code"),
+        pytest.param("NL-21", "0", True, id="21-on-the-0-code"),
+    ],
+)
+def test_every_line_of_the_corpus_order_must_fit_its_codes_rate(category: str, code: str, refused: bool) -> None:
+    from gateway.booking import BookingError, plan_booking
+    from gateway.clients.mijnwebwinkel_models import MwwOrder
+    from gateway.store.integrations import VatMapping
+
+    mappings = {c: VatMapping(c, vat_code, gl, True) for c, (vat_code, gl) in MAPPINGS.items()}
+    mappings[category] = VatMapping(category, code, "8000", True)
+    order = MwwOrder.from_api(load_payload("order_domestic"))
+    if not refused:
+        plan_booking(order, BOOKING, mappings, home_country="NL", vat_rates=SANDBOX_RATES)
+        return
+    with pytest.raises(BookingError) as caught:
+        plan_booking(order, BOOKING, mappings, home_country="NL", vat_rates=SANDBOX_RATES)
+    assert caught.value.kind == "vat_code_rate"
+    assert caught.value.params["vat"] != caught.value.params["expected"]
+    assert caught.value.params["code"] == code
+
+
+# ---------------------------------------------------------------- credit orders
+
+
+@pytest.mark.parametrize("document_type", ["sales_entry", "sales_invoice", "direct_sales_invoice"])
+@pytest.mark.parametrize("credit", ["credit", "credit_positive"])
+@pytest.mark.parametrize("credit_first", [False, True], ids=["original-first", "credit-first"])
+async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_number(
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    sandbox: Sandbox,
+    shop: dict,
+    document_type: str,
+    credit: str,
+    credit_first: bool,
+) -> None:
+    booking = BOOKING.replace(insertion_type=document_type, invoice_status="final")
+    integration = await shop_integration(engine, settings, sandbox, booking)
+    services = services_for(engine, settings, redis, sandbox)
+    serve(shop, "domestic", "5001")
+    credit_order = serve(shop, credit, credit.replace("credit_positive", "5008").replace("credit", "5007"))
+    original_sync = await queue(engine, integration, "5001")
+    credit_sync = await queue(engine, integration, credit_order["number"])
+    if credit_first:  # the credit waits for its original, without using up a try's budget of documents
+        from arq import Retry
+
+        with pytest.raises(Retry):
+            await book_order(services, credit_sync)
+        assert (await row(engine, credit_sync)).state == "retrying"
+        assert sandbox.documents(ENTITY[document_type]) == []
+    assert (await book_order(services, original_sync)).startswith("booked")
+    assert (await book_order(services, credit_sync, job_try=2 if credit_first else 1)).startswith("booked")
+    original, booked_credit = sandbox.documents(ENTITY[document_type])
+    number = (await row(engine, original_sync)).exact_document_number
+    assert number
+    assert booked_credit["Description"] == f"Credit order {credit_order['number']} for order 5001 ({number})"
+    lines = booked_credit["SalesEntryLines" if document_type == "sales_entry" else "SalesInvoiceLines"]
+    assert sum(line["AmountFC"] + line["VATAmountFC"] for line in lines) == -abs(
+        Decimal(credit_order["price"]["total"])
+    )
+    if document_type == "sales_entry":
+        assert booked_credit["Type"] == 21  # Exact's sales credit note: negative lines
+    else:
+        assert booked_credit["Type"] == {"sales_invoice": 8021, "direct_sales_invoice": 8024}[document_type]
+        assert all(line["Quantity"] < 0 for line in lines)
+
+
+async def test_a_credit_as_sales_order_needs_attention_and_books_nothing(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox, BOOKING.replace(insertion_type="sales_order"))
+    serve(shop, "credit", "5007")
+    sync_id = await queue(engine, integration, "5007")
+    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    assert ((await row(engine, sync_id)).state, sandbox.documents("SalesOrders")) == ("needs_attention", [])

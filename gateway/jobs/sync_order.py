@@ -38,6 +38,7 @@ from gateway.clients.exact_documents import (
     create_document,
     finalize_invoice,
     find_documents,
+    find_invoice_numbers,
     link_keys,
     own_document,
     resolve_refs,
@@ -59,6 +60,7 @@ from gateway.jobs.booking_outcomes import (
     retry_later,
 )
 from gateway.logs import bind, log_context
+from gateway.lookups import vat_codes
 from gateway.queue import enqueue_sync
 from gateway.store import attempts, exact_links, orders
 from gateway.store.attempts import SyncAttempt
@@ -86,6 +88,7 @@ LEASE = timedelta(minutes=3)
 # later rather than creating blindly. Held for a look-up and a create (normally well under a second).
 LINK_LOCK_SECONDS = 150.0
 LINK_LOCK_WAIT = 30.0
+DIRECT_INVOICE = booking.DIRECT_SALES_INVOICE
 
 
 class OrderReader(Protocol):
@@ -213,13 +216,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         if existing is not None:
             attempt.document = existing
             return await _complete(services, attempt, existing, "adopted")
-    attempt.plan = plan = plan_booking(
-        order,
-        settings,
-        attempt.mappings,
-        home_country=integration.shop_country or "NL",
-        credited_reference=await _credited_reference(services, order, integration.id),
-    )
+    attempt.plan = plan = await _plan(services, attempt, exact, order)
     async with services.engine.connect() as conn:
         known = await exact_links.get_links(conn, integration_id=integration.id, keys=link_keys(plan, settings))
     known = await lookups.shared_links(
@@ -244,6 +241,22 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         raise
     attempt.document = created
     return await _complete(services, attempt, created, "booked")
+
+
+async def _plan(
+    services: BookingServices, attempt: BookingAttempt, exact: ExactClient, order: MwwOrder
+) -> booking.BookingPlan:
+    """The booking plan, checked against the rates of the Exact VAT codes it maps to (cached look-up)."""
+    integration = attempt.integration
+    codes = await vat_codes(engine=services.engine, client=exact, integration_id=integration.id)
+    return plan_booking(
+        order,
+        attempt.settings,
+        attempt.mappings,
+        home_country=integration.shop_country or "NL",
+        credited_reference=await _credited_reference(services, exact, order, integration.id),
+        vat_rates={code.code: code.percent for code in codes},
+    )
 
 
 def link_lock_name(integration_id: int, kind: str, key: str) -> str:
@@ -323,15 +336,42 @@ async def _complete(services: BookingServices, attempt: BookingAttempt, document
     return f"{outcome}: order {attempt.sync.order_number} as {attempt.response}"
 
 
-async def _credited_reference(services: BookingServices, order: MwwOrder, integration_id: int) -> str:
-    """For a credit order: where the original order was booked ("" when unknown)."""
+async def _credited_reference(
+    services: BookingServices, exact: ExactClient, order: MwwOrder, integration_id: int
+) -> str:
+    """For a credit order: the Exact number of the original order's booking, "" until it is booked (an id is no number
+    a reader can look up; the number of a processed invoice arrives later, docs/booking.md "Credit orders")."""
     if not order.is_credit:
         return ""
     async with services.engine.connect() as conn:
         original = await orders.get_sync_by_number(
             conn, integration_id=integration_id, order_number=order.credited_order_number
         )
-    return (original.exact_document_number or original.exact_document_id or "") if original else ""
+    if original is not None and original.state in ("queued", "booking", "retrying"):
+        # The original is on its way: the credit waits for it, so its description can name the original's number.
+        raise TransientApiError(
+            f"order {order.number} credits order {order.credited_order_number}, which is not booked yet; "
+            "the credit order follows it",
+            vendor="The original order",
+            retry_after=60,
+        )
+    if original is None or original.state != "booked" or not original.exact_document_id:
+        return ""
+    if original.exact_document_number or original.document_type not in (booking.SALES_INVOICE, DIRECT_INVOICE):
+        return original.exact_document_number or ""
+    # A processed invoice's number is read back in batches later (jobs/invoice_numbers.py); the credit needs it now.
+    number = (await find_invoice_numbers(exact, [original.exact_document_id])).get(original.exact_document_id.lower())
+    if not number:
+        return ""  # a draft invoice has no number yet
+    async with services.engine.begin() as conn:
+        await orders.set_document_number(
+            conn,
+            integration_id=integration_id,
+            order_sync_id=original.id,
+            exact_document_id=original.exact_document_id,
+            number=number,
+        )
+    return number
 
 
 async def resume_orders(

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import lookups, setup_forms, shop_connection
-from gateway.booking import CREDIT_SALES_ORDER, MISSING_GL, MISSING_ITEM, SETTINGS, UNMAPPED_VAT
+from gateway.booking import CREDIT_SALES_ORDER, MISSING_GL, MISSING_ITEM, SETTINGS, UNMAPPED_VAT, VAT_CODE_RATE
 from gateway.clients.errors import ApiError, AuthError, TransientApiError
 from gateway.clients.exact import ExactClient
 from gateway.clients.mijnwebwinkel import mww_client_for
@@ -235,7 +235,7 @@ async def setup_vat(request: Request) -> Response:
         await save_step(
             request, integration, "vat", eu_consumer_vat=mode, oss_revenue_account=values["oss_revenue_account"]
         )
-        await _resume(request, integration, UNMAPPED_VAT, MISSING_GL)
+        await _resume(request, integration, UNMAPPED_VAT, MISSING_GL, VAT_CODE_RATE)
         return after_save(request, integration, "vat", data.get("back"))
 
     return await _page(request, "vat", "setup/vat.html", ("vat_codes", "gl_accounts"), handle)
