@@ -12,7 +12,6 @@ import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -23,15 +22,19 @@ from gateway.crypto import Cipher
 from gateway.csrf import csrf_context
 from gateway.db import create_engine
 from gateway.i18n import i18n_context
+from gateway.login_limits import LimitKeys
 from gateway.middleware import (
     BodySizeLimitMiddleware,
+    HostCheckMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
     SessionCheckMiddleware,
 )
 from gateway.pages import http_error_page, page_context, server_error_page
+from gateway.passwords import PasswordWork
 from gateway.queue import create_arq_pool
 from gateway.routes import build_routes
+from gateway.session_cookie import EncryptedSessionMiddleware
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,27 @@ async def redirect_to_login(request: Request, exc: Exception) -> Response:
     return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
 
+def proxy_middleware(settings: Settings) -> list[Middleware]:
+    """X-Forwarded-For/-Proto are believed only from the proxies the operator names in FORWARDED_ALLOW_IPS; with
+    none named (the default) the connecting address is the client (uvicorn's own handling is off: cli.py)."""
+    if not settings.forwarded_allow_ips:
+        return []
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.forwarded_allow_ips))]
+
+
+def served_hosts(settings: Settings) -> tuple[str, ...]:
+    """The Host names answered: PUBLIC_URL's, ALLOWED_HOSTS, and in dev the loopback names too."""
+    loopback = ("127.0.0.1", "localhost") if settings.is_dev else ()
+    return tuple(dict.fromkeys((settings.public_host, *settings.allowed_hosts, *loopback)))
+
+
+def form_targets(settings: Settings) -> tuple[str, ...]:
+    """Where a form may lead (CSP form-action): this site, and the Exact hosts the connect form redirects to."""
+    return tuple(sorted(set(settings.exact_hosts.values())))
+
+
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,15 +103,21 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.engine.dispose()
 
     middleware = [
+        *proxy_middleware(settings),
         Middleware(RequestIdMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.is_production, form_targets=form_targets(settings)),
+        Middleware(
+            HostCheckMiddleware,
+            allowed_hosts=served_hosts(settings),
+            public_url=settings.public_url if settings.is_production else None,
+        ),
         Middleware(
             BodySizeLimitMiddleware,
             default=settings.form_max_body_bytes,
             limits={"/webhooks/": settings.webhook_max_body_bytes},
         ),
         Middleware(
-            SessionMiddleware,
+            EncryptedSessionMiddleware,
             secret_key=str(settings.secret_key),
             session_cookie="gw_session",
             max_age=14 * 24 * 3600,
@@ -108,5 +138,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.cipher = Cipher(settings.encryption_keys)
+    app.state.passwords = PasswordWork(settings.password_hash_concurrency)
+    app.state.limit_keys = LimitKeys(str(settings.secret_key))
     app.state.templates = create_templates()
     return app

@@ -1,12 +1,15 @@
 """Who is logged in, and which integrations they may touch. Pages derive the tenant from here, never from a form.
 
-The session is Starlette's signed cookie (itsdangerous): HttpOnly, SameSite=Lax, Secure in production. It also
-holds a stamp of the account's `password_changed_at`; `SessionCheckMiddleware` ends a session whose stamp no longer
-matches (the password was changed or reset elsewhere) or whose account is gone.
+The session cookie is encrypted (gateway/session_cookie.py): HttpOnly, SameSite=Lax, Secure in production. A login
+also lives on the server: the cookie holds a random token whose hash is a `login_session` row, so logging out (or a
+password change, deleting the account, an operator's "end sessions") ends a copied cookie too. The cookie also holds
+a stamp of the account's `password_changed_at`; `SessionCheckMiddleware` ends a session whose row is gone, whose
+stamp no longer matches (the password was changed or reset elsewhere) or whose account is gone.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,11 +18,12 @@ from starlette.requests import Request
 
 from gateway.csrf import renew_csrf_token
 from gateway.i18n import N_, Message
-from gateway.store.accounts import get_account
 from gateway.store.integrations import Integration, get_integration
+from gateway.store.sessions import create_login_session, end_login_session, get_session_state
 
 SESSION_ACCOUNT = "account_id"
 SESSION_STAMP = "pw_stamp"
+SESSION_TOKEN = "sid"  # noqa: S105 - the session key's name
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -34,19 +38,40 @@ def password_stamp(password_changed_at: datetime | None) -> int:
     return (password_changed_at - _EPOCH) // timedelta(microseconds=1)
 
 
-def login_session(request: Request, account_id: int, *, password_changed_at: datetime | None = None) -> None:
-    """Start a fresh session for `account_id` (nothing from the anonymous session survives, new CSRF token).
+async def login_session(
+    request: Request, conn: AsyncConnection, account_id: int, *, password_changed_at: datetime | None = None
+) -> str:
+    """Start a fresh session for `account_id` (nothing from the anonymous session survives, new CSRF token) and
+    record it on the server; returns its token (for `end_account_sessions(keep_token=...)`).
 
-    `password_changed_at` is the account's, as stored: the session lasts until it changes.
+    `password_changed_at` is the account's, as stored: the session lasts until it changes or its row is deleted.
     """
+    token = secrets.token_urlsafe(32)
+    await create_login_session(conn, account_id=account_id, token=token)
     request.session.clear()
     request.session[SESSION_ACCOUNT] = account_id
     request.session[SESSION_STAMP] = password_stamp(password_changed_at)
+    request.session[SESSION_TOKEN] = token
     renew_csrf_token(request)
+    return token
+
+
+def session_token(request: Request) -> str:
+    value = request.session.get(SESSION_TOKEN)
+    return value if isinstance(value, str) else ""
 
 
 def logout_session(request: Request) -> None:
+    """Forget the session in this browser only; `end_session` also ends it on the server."""
     request.session.clear()
+
+
+async def end_session(request: Request, conn: AsyncConnection) -> None:
+    """Log out: the server forgets the login (a copy of the cookie stops working) and the browser forgets it too."""
+    token = session_token(request)
+    if token:
+        await end_login_session(conn, token=token)
+    logout_session(request)
 
 
 def current_account_id(request: Request) -> int | None:
@@ -55,15 +80,18 @@ def current_account_id(request: Request) -> int | None:
 
 
 async def stale_session(request: Request, conn: AsyncConnection) -> Message | None:
-    """Why the logged-in session must end (account deleted, password changed since login); None if it may go on."""
+    """Why the logged-in session must end (account deleted, password changed since login, session ended on the
+    server); None if it may go on. One primary-key query."""
     account_id = current_account_id(request)
     if account_id is None:
         return None
-    account = await get_account(conn, account_id=account_id)
-    if account is None:
+    state = await get_session_state(conn, account_id=account_id, token=session_token(request))
+    if state is None:
         return N_("You were logged out because the account was deleted.")
-    if request.session.get(SESSION_STAMP) != password_stamp(account.password_changed_at):
+    if request.session.get(SESSION_STAMP) != password_stamp(state.password_changed_at):
         return N_("You were logged out because the password was changed.")
+    if not state.alive:
+        return N_("Your session has ended. Log in again.")
     return None
 
 

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gateway import __version__
 from gateway.logs import configure_logging
@@ -25,6 +26,20 @@ EXIT_CONFIG = 3
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
+def uvicorn_options(settings: Settings, *, host: str | None = None, port: int | None = None) -> dict[str, Any]:
+    """How `gateway serve` runs uvicorn. Proxy headers are the app's business (create_app trusts exactly
+    FORWARDED_ALLOW_IPS), so uvicorn's own handling, which trusts 127.0.0.1 by default, stays off."""
+    return {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "workers": 1,
+        "log_config": None,
+        "proxy_headers": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 25,
+    }
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -32,15 +47,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.migrate:
         cmd_migrate(settings, args)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=1,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=25,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings, host=args.host, port=args.port))
     return EXIT_OK
 
 
@@ -128,7 +135,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     try:
         settings = load_settings(environ)
     except SettingsError as e:
-        print(f"gateway: {e}", file=sys.stderr)  # noqa: T201 - CLI output
+        print("gateway: invalid configuration:", file=sys.stderr)  # noqa: T201 - CLI output
+        for problem in e.problems:  # one line naming each bad variable (`gateway check` prints the same)
+            print(f"gateway: {problem}", file=sys.stderr)  # noqa: T201 - CLI output
         return EXIT_CONFIG
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     if args.command == "migrate" and args.down and args.revision == "head":

@@ -1,4 +1,5 @@
-"""Pure-ASGI middlewares: request id + access log line, request body limit, security headers, stale sessions."""
+"""Pure-ASGI middlewares: request id + access log line, request body limit, security headers, served hosts, stale
+sessions."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import logging
 import re
 import secrets
 import time
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import MutableHeaders
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -125,11 +127,18 @@ async def _send_413(send: Send) -> None:
 
 
 class SecurityHeadersMiddleware:
-    """Conservative headers on every response; pages need no inline script, so the CSP forbids it."""
+    """Conservative headers on every response; pages need no inline script, so the CSP forbids it. Forms may only
+    lead to this site and to `form_targets` (the Exact hosts the connect form redirects to: browsers apply
+    form-action to the redirect after a POST too)."""
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, form_targets: tuple[str, ...] = ()) -> None:
         self.app = app
         self.hsts = hsts
+        form_action = " ".join(("'self'", *form_targets))
+        self.csp = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,16 +151,41 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("X-Content-Type-Options", "nosniff")
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Referrer-Policy", "same-origin")
-                headers.setdefault(
-                    "Content-Security-Policy",
-                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                    "frame-ancestors 'none'; base-uri 'none'",
-                )
+                headers.setdefault("Content-Security-Policy", self.csp)
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# Probes and scrapers address the pod or container directly (Host: 10.0.0.7:8000); these paths build no URLs.
+HOST_CHECK_EXEMPT = ("/healthz", "/readyz", "/metrics")
+
+
+class HostCheckMiddleware:
+    """Answers only the configured host names (400 otherwise), so no page or redirect is ever built from a Host an
+    attacker sent. With `public_url` (production) the scheme and host of every request are PUBLIC_URL's, so
+    absolute URLs (`url_for`, redirects) are built from it even behind a TLS-terminating proxy."""
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: tuple[str, ...], public_url: str | None = None) -> None:
+        self.app = app
+        self.checked = TrustedHostMiddleware(self._served, allowed_hosts=list(allowed_hosts), www_redirect=False)
+        public = urlsplit(public_url) if public_url else None
+        self.public = (public.scheme, public.netloc.encode("latin-1")) if public else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in HOST_CHECK_EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        await self.checked(scope, receive, send)
+
+    async def _served(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.public is not None:
+            scheme, netloc = self.public
+            headers = [(name, value) for name, value in scope["headers"] if name != b"host"]
+            scope = {**scope, "scheme": scheme, "headers": [*headers, (b"host", netloc)]}
+        await self.app(scope, receive, send)
 
 
 class SessionCheckMiddleware:

@@ -1,6 +1,8 @@
 """Password hashing with argon2id (argon2-cffi), and the signed single-use tokens of password-reset links.
 
-Nothing here logs or returns a password; a wrong password and a malformed hash both verify as False.
+Nothing here logs or returns a password; a wrong password and a malformed hash both verify as False. A hash costs
+about a quarter of a second of CPU, so the web process never runs one on its event loop: routes use `PasswordWork`,
+which runs them in worker threads (argon2-cffi releases the GIL) at most `limit` at a time.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import functools
 import hashlib
 import hmac
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -47,6 +51,28 @@ def _dummy_hash() -> str:
 def spend_verify_time(password: str) -> None:
     """Verify against a throwaway hash: an unknown e-mail costs as much time as a wrong password (no enumeration)."""
     verify_password(_dummy_hash(), password)
+
+
+class PasswordWork:
+    """Hashing and verifying off the event loop, with a concurrency cap: beyond `limit` hashes at once, callers wait
+    their turn (without blocking the loop), so a flood of logins slows logins only, never /healthz or webhooks."""
+
+    def __init__(self, limit: int) -> None:
+        self._limiter = CapacityLimiter(max(1, limit))
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(hash_password, password, limiter=self._limiter)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=self._limiter)
+
+    async def spend_verify_time(self, password: str) -> None:
+        await anyio.to_thread.run_sync(spend_verify_time, password, limiter=self._limiter)
+
+    @property
+    def busy(self) -> int:
+        """Hashes running now (for tests and metrics)."""
+        return int(self._limiter.borrowed_tokens)
 
 
 RESET_MAX_AGE = 60 * 60  # a reset link works for one hour

@@ -7,12 +7,17 @@ SQLite file and secrets generated once under `./var/`.
 
 from __future__ import annotations
 
+import base64
 import json
+import math
 import os
 import secrets
+import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from starlette.config import Config
@@ -32,10 +37,19 @@ MWW_DEFAULT_BASE_URL = "https://api.myonlinestore.com/v1"
 ENVIRONMENTS = ("dev", "test", "production")
 PLACEHOLDERS = {"", "changethis", "changeme", "secret", "dev"}
 SERVICE_LEVELS = ("basic", "pro", "premium")
+MIN_SECRET_BITS = 128  # estimated entropy a production secret must hold (estimated_entropy_bits)
+DEV_SECRETS_FILE = "dev-secrets.json"
+# Generated dev secrets carry a marker, so production recognises them wherever they were copied to.
+DEV_SECRET_MARKER = "gateway-dev-secret-"  # noqa: S105 - a marker, not a secret
+DEV_FERNET_MARKER = b"gw-dev-key:"  # the first bytes of a generated dev Fernet key (21 random bytes follow)
 
 
 class SettingsError(ValueError):
-    """Raised at start-up when configuration is missing or unsafe; the message names every variable."""
+    """Raised at start-up when configuration is missing or unsafe; `problems` holds one line per bad variable."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("invalid configuration: " + "; ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,17 @@ class Settings:
     sandbox_faults: bool = False
     webhook_max_body_bytes: int = 64 * 1024
     form_max_body_bytes: int = 1024 * 1024
+    # Proxies whose X-Forwarded-For/-Proto are believed (addresses or networks); none by default (docs/security.md).
+    forwarded_allow_ips: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()  # served besides PUBLIC_URL's host (production only checks Host)
+    allow_http_public_url: bool = False  # production on a private network without TLS, by explicit choice
+    password_hash_concurrency: int = 2  # argon2 hashes at once in the web process (each ~64 MiB, ~0.25 s CPU)
+    outbox_retention_days: int = 30  # mail older than this is deleted from the outbox
+
+    @property
+    def public_host(self) -> str:
+        """PUBLIC_URL's host name (no port): the Host the gateway serves in production."""
+        return urlsplit(self.public_url).hostname or ""
 
     @property
     def is_production(self) -> bool:
@@ -184,11 +209,16 @@ def load_settings(environ: Mapping[str, str] | None = None, *, var_dir: Path | N
         prices=prices,
         sandbox_enabled=flag("SANDBOX", env == "dev"),
         sandbox_faults=flag("SANDBOX_FAULTS", False),
+        forwarded_allow_ips=tuple(CommaSeparatedStrings(config("FORWARDED_ALLOW_IPS", default=""))),
+        allowed_hosts=tuple(h.lower() for h in CommaSeparatedStrings(config("ALLOWED_HOSTS", default=""))),
+        allow_http_public_url=flag("ALLOW_HTTP_PUBLIC_URL", False),
+        password_hash_concurrency=integer("PASSWORD_HASH_CONCURRENCY", 2, 1, 64),
+        outbox_retention_days=integer("OUTBOX_RETENTION_DAYS", 30, 1),
     )
-    if env == "production" and settings.sandbox_enabled:
-        errors.append("SANDBOX must be off in production")
+    if env == "production":
+        errors.extend(production_problems(settings))
     if errors:
-        raise SettingsError("invalid configuration: " + "; ".join(errors))
+        raise SettingsError(errors)
     return settings
 
 
@@ -201,21 +231,84 @@ def _is_fernet_key(key: str) -> bool:
 
 
 def _production_problems(secret_key: str, keys_raw: str, var_dir: Path) -> list[str]:
+    """Dev secrets in production: the generated file anywhere we look, or a value carrying the dev marker."""
     problems = []
-    if secret_key.strip().lower() in PLACEHOLDERS or len(secret_key) < 32:
-        problems.append("SECRET_KEY must be set to a random value of at least 32 characters in production")
+    if secret_key.strip().lower() in PLACEHOLDERS:
+        problems.append("SECRET_KEY must be set to a random value in production")
     if keys_raw.strip().lower() in PLACEHOLDERS:
         problems.append("ENCRYPTION_KEYS must be set in production")
     dev = _read_dev_secrets(var_dir)
-    if dev and secret_key == dev.get("secret_key"):
+    if dev:
+        problems.append(f"{var_dir / DEV_SECRETS_FILE} exists: production refuses to start beside dev secrets")
+    if secret_key.startswith(DEV_SECRET_MARKER) or (dev and secret_key == dev.get("secret_key")):
         problems.append("SECRET_KEY is the generated dev secret; production refuses it")
-    if dev and dev.get("encryption_key") in list(CommaSeparatedStrings(keys_raw)):
+    keys = list(CommaSeparatedStrings(keys_raw))
+    if any(_is_dev_fernet_key(k) for k in keys) or (dev and dev.get("encryption_key") in keys):
         problems.append("ENCRYPTION_KEYS contains the generated dev key; production refuses it")
     return problems
 
 
+def estimated_entropy_bits(value: bytes) -> float:
+    """A conservative guess at how much randomness a secret holds: the smaller of its Shannon entropy (symbol
+    frequencies times length: `aaaa…` holds none) and its zlib-compressed size (a repeated word compresses away)."""
+    if not value:
+        return 0.0
+    n = len(value)
+    shannon = -sum(c / n * math.log2(c / n) for c in Counter(value).values()) * n
+    compressed = (len(zlib.compress(value, 9)) - 6) * 8  # minus zlib's 2-byte header and 4-byte checksum
+    return min(shannon, float(compressed))
+
+
+def _fernet_bytes(key: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(key.encode())
+    except ValueError:
+        return b""
+
+
+def _is_dev_fernet_key(key: str) -> bool:
+    return _fernet_bytes(key).startswith(DEV_FERNET_MARKER)
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What production refuses in an otherwise well-formed configuration, one line per problem (docs/security.md)."""
+    problems = []
+    if (
+        len(str(settings.secret_key)) < 32
+        or estimated_entropy_bits(str(settings.secret_key).encode()) < MIN_SECRET_BITS
+    ):
+        problems.append(
+            f"SECRET_KEY holds too little randomness (need >= 32 characters and ~{MIN_SECRET_BITS} bits; "
+            'generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
+    for index, key in enumerate(settings.encryption_keys):
+        raw = _fernet_bytes(str(key))
+        if raw and estimated_entropy_bits(raw) < MIN_SECRET_BITS:
+            problems.append(
+                f"ENCRYPTION_KEYS entry {index + 1} holds too little randomness (use Fernet.generate_key())"
+            )
+    token = str(settings.metrics_token)
+    if token and estimated_entropy_bits(token.encode()) < MIN_SECRET_BITS:
+        problems.append(f"METRICS_TOKEN holds too little randomness (need ~{MIN_SECRET_BITS} bits)")
+    if urlsplit(settings.public_url).scheme != "https" and not settings.allow_http_public_url:
+        problems.append(
+            "PUBLIC_URL must start with https:// in production (ALLOW_HTTP_PUBLIC_URL=true for a private network)"
+        )
+    if not settings.public_host:
+        problems.append("PUBLIC_URL must name a host")
+    if not settings.database_url.startswith("postgresql+asyncpg://"):
+        problems.append(
+            "DATABASE_URL must be PostgreSQL (postgresql+asyncpg://) in production; SQLite is for dev and tests"
+        )
+    if settings.sandbox_enabled:
+        problems.append("SANDBOX must be off in production")
+    if settings.sandbox_faults:
+        problems.append("SANDBOX_FAULTS must be off in production")
+    return problems
+
+
 def _read_dev_secrets(var_dir: Path) -> dict[str, str]:
-    path = var_dir / "dev-secrets.json"
+    path = var_dir / DEV_SECRETS_FILE
     if not path.exists():
         return {}
     return dict(json.loads(path.read_text()))
@@ -227,8 +320,9 @@ def _dev_secrets(var_dir: Path) -> dict[str, str]:
     if existing:
         return existing
     var_dir.mkdir(parents=True, exist_ok=True)
-    values = {"secret_key": secrets.token_urlsafe(48), "encryption_key": Fernet.generate_key().decode()}
-    path = var_dir / "dev-secrets.json"
+    fernet_key = base64.urlsafe_b64encode(DEV_FERNET_MARKER + secrets.token_bytes(32 - len(DEV_FERNET_MARKER)))
+    values = {"secret_key": DEV_SECRET_MARKER + secrets.token_urlsafe(48), "encryption_key": fernet_key.decode()}
+    path = var_dir / DEV_SECRETS_FILE
     path.write_text(json.dumps(values))
     path.chmod(0o600)
     return values

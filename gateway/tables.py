@@ -277,6 +277,18 @@ outbox_mail = Table(
     _ts("created_at", nullable=False),
 )
 
+# One row per logged-in browser. The cookie carries a random token; this table holds only its SHA-256, so a copy of
+# the database logs nobody in. Logging out, a password change, deleting the account or an operator ends sessions by
+# deleting rows, and a copied cookie stops working at its next request.
+login_session = Table(
+    "login_session",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("account_id", Id, ForeignKey("account.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    _ts("created_at", nullable=False),
+)
+
 # The books check: one row per integration and month, the latest run's report (books_check/findings.py Report as
 # JSON), the findings the owner marked reviewed (their keys) and what the run cost in calls.
 books_check = Table(

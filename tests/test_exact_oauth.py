@@ -78,7 +78,8 @@ def new_owner(settings: Settings, **columns: Any) -> tuple[int, int]:
 
 async def _login(request: Request) -> PlainTextResponse:
     """Test-only: start a session for the account (mounted on the test app, never on the real one)."""
-    login_session(request, request.path_params["account_id"])
+    async with request.app.state.engine.begin() as conn:
+        await login_session(request, conn, request.path_params["account_id"])
     return PlainTextResponse("ok")
 
 

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from gateway import tables
 from gateway.crypto import Cipher
-from gateway.login_limits import ACCOUNT_LIMIT, ADDRESS_LIMIT, FORGOT_LIMIT
+from gateway.login_limits import ADDRESS_LIMIT, FORGOT_LIMIT, PAIR_LIMIT
 from gateway.passwords import make_reset_token, verify_password
 from gateway.settings import Settings
 from gateway.store import accounts, credentials
@@ -148,7 +148,7 @@ async def test_an_account_is_locked_after_repeated_failures_even_with_the_right_
 ) -> None:
     async with engine.begin() as conn:
         await create_login(conn, email="locked@shop.test")
-    for _ in range(ACCOUNT_LIMIT):
+    for _ in range(PAIR_LIMIT):
         assert post_form(client, "/login", email="locked@shop.test", password="guess").status_code == 400
     response = post_form(client, "/login", email="locked@shop.test", password=PAGE_PASSWORD)
     assert response.status_code == 429
@@ -168,11 +168,11 @@ async def test_one_address_trying_many_accounts_is_limited(client: TestClient, e
 async def test_a_successful_login_clears_the_accounts_failures(client: TestClient, engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await create_login(conn, email="forgetful@shop.test")
-    for _ in range(ACCOUNT_LIMIT - 1):
+    for _ in range(PAIR_LIMIT - 1):
         post_form(client, "/login", email="forgetful@shop.test", password="guess")
     log_in(client, "forgetful@shop.test")
     log_out(client)
-    for _ in range(ACCOUNT_LIMIT - 1):
+    for _ in range(PAIR_LIMIT - 1):
         assert post_form(client, "/login", email="forgetful@shop.test", password="guess").status_code == 400
 
 

@@ -1,8 +1,11 @@
+import base64
+import secrets
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
+from gateway.cli import EXIT_CONFIG, main
 from gateway.settings import SettingsError, load_settings
 
 
@@ -28,7 +31,7 @@ def test_production_names_every_missing_variable(tmp_path: Path) -> None:
 def production_env(**overrides: str) -> dict[str, str]:
     env = {
         "GATEWAY_ENV": "production",
-        "SECRET_KEY": "s" * 40,
+        "SECRET_KEY": secrets.token_urlsafe(48),
         "ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": "postgresql+asyncpg://gw@db/gw",
         "PUBLIC_URL": "https://gw.example.com",
@@ -51,6 +54,58 @@ def test_production_refuses_generated_dev_secrets(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="dev secret") as e:
         load_settings(env, var_dir=tmp_path)
     assert "ENCRYPTION_KEYS contains the generated dev key" in str(e.value)
+    assert "dev-secrets.json exists" in str(e.value)
+
+
+def test_production_recognises_dev_secrets_copied_elsewhere(tmp_path: Path) -> None:
+    """The values carry a marker: production refuses them even where no var/dev-secrets.json lies beside it."""
+    dev = load_settings({}, var_dir=tmp_path / "laptop")
+    env = production_env(SECRET_KEY=str(dev.secret_key), ENCRYPTION_KEYS=str(dev.encryption_keys[0]))
+    with pytest.raises(SettingsError) as e:
+        load_settings(env, var_dir=tmp_path / "server")
+    assert set(e.value.problems) == {
+        "SECRET_KEY is the generated dev secret; production refuses it",
+        "ENCRYPTION_KEYS contains the generated dev key; production refuses it",
+    }
+
+
+WEAK_FERNET = base64.urlsafe_b64encode(b"ab" * 16).decode()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        pytest.param({"SECRET_KEY": "a" * 32}, "SECRET_KEY holds too little randomness", id="one-letter"),
+        pytest.param({"SECRET_KEY": "password" * 5}, "SECRET_KEY holds too little randomness", id="repeated-word"),
+        pytest.param({"SECRET_KEY": secrets.token_urlsafe(12)}, "SECRET_KEY holds too little", id="short"),
+        pytest.param({"ENCRYPTION_KEYS": WEAK_FERNET}, "ENCRYPTION_KEYS entry 1 holds too little", id="weak-fernet"),
+        pytest.param({"METRICS_TOKEN": "metrics-metrics-metrics"}, "METRICS_TOKEN holds too little", id="metrics"),
+        pytest.param({"PUBLIC_URL": "http://gw.example.com"}, "PUBLIC_URL must start with https://", id="http"),
+        pytest.param({"DATABASE_URL": "sqlite+aiosqlite:///gw.db"}, "DATABASE_URL must be PostgreSQL", id="sqlite"),
+        pytest.param({"SANDBOX_FAULTS": "true"}, "SANDBOX_FAULTS must be off", id="faults"),
+    ],
+)
+def test_production_refuses_weak_settings(tmp_path: Path, overrides: dict[str, str], problem: str) -> None:
+    with pytest.raises(SettingsError) as e:
+        load_settings(production_env(**overrides), var_dir=tmp_path)
+    assert len(e.value.problems) == 1, e.value.problems
+    assert e.value.problems[0].startswith(problem)
+
+
+def test_http_public_url_is_allowed_only_by_explicit_choice(tmp_path: Path) -> None:
+    env = production_env(PUBLIC_URL="http://gateway.internal", ALLOW_HTTP_PUBLIC_URL="true")
+    assert load_settings(env, var_dir=tmp_path).public_host == "gateway.internal"
+
+
+def test_every_weak_setting_gets_a_line_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no var/dev-secrets.json of a dev run beside it
+    env = production_env(SECRET_KEY="a" * 40, PUBLIC_URL="http://gw.example.com", SANDBOX_FAULTS="true")
+    assert main(["check"], env) == EXIT_CONFIG
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "gateway: invalid configuration:"
+    assert [line.split()[1] for line in lines[1:]] == ["SECRET_KEY", "PUBLIC_URL", "SANDBOX_FAULTS"]
 
 
 @pytest.mark.parametrize(

@@ -5,23 +5,25 @@ Every form page is one endpoint for GET and POST: CSRF first, parse, 400 with th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import forms, login_limits, passwords
-from gateway.auth import current_account_id, login_session, logout_session
+from gateway.auth import current_account_id, end_session, login_session, logout_session
 from gateway.csrf import verify_csrf
 from gateway.i18n import LOCALES, N_, Message, request_locale, set_request_locale, translate
 from gateway.mail import send_mail
 from gateway.pages import client_address, flash, redirect, render, require_account, safe_next
 from gateway.store import accounts
 from gateway.store.integrations import create_integration, list_integrations
+from gateway.store.sessions import end_account_sessions
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +48,18 @@ async def signup(request: Request) -> Response:
     if request.method == "POST":
         data = await verify_csrf(request)
         values, errors = forms.parse_signup(data)
+        limit = request.app.state.limit_keys.signup(client_address(request))
+        if not errors and await login_limits.reached(request.app.state.arq, limit):
+            errors["email"] = N_("Too many requests from your address. Try again later.")
         if not errors:
+            await login_limits.count(request.app.state.arq, (limit,))
             locale = request_locale(request)
             engine: AsyncEngine = request.app.state.engine
+            password_hash = await request.app.state.passwords.hash(str(values["password"]))
             async with engine.begin() as conn:
                 try:
                     account = await accounts.create_account(
-                        conn,
-                        email=str(values["email"]),
-                        password_hash=passwords.hash_password(str(values["password"])),
-                        locale=locale,
+                        conn, email=str(values["email"]), password_hash=password_hash, locale=locale
                     )
                 except accounts.EmailTaken:
                     errors["email"] = N_("An account with this e-mail address exists already. Log in instead.")
@@ -63,8 +67,8 @@ async def signup(request: Request) -> Response:
                     integration = await create_integration(
                         conn, account_id=account.id, trial_days=request.app.state.settings.trial_days
                     )
+                    await login_session(request, conn, account.id, password_changed_at=account.password_changed_at)
             if not errors:
-                login_session(request, account.id, password_changed_at=account.password_changed_at)
                 set_request_locale(request, locale)
                 await _send_welcome(request, account, locale)
                 flash(request, N_("Welcome! Connect your shop in a few steps."))
@@ -111,25 +115,31 @@ async def login(request: Request) -> Response:
 
 
 async def _try_login(request: Request, email: str, password: str) -> int | tuple[int, Message]:
-    """The account id on success; (status, message) when refused. Counts failures against both limits."""
-    redis = request.app.state.arq
-    limits = login_limits.login_limits(email, client_address(request))
+    """The account id on success; (status, message) when refused. The hash runs off the event loop; failures count
+    per account-and-address and per address (refusing), and per account (slowing down only)."""
+    state = request.app.state
+    redis = state.arq
+    limits = state.limit_keys.login(email, client_address(request))
+    everywhere = state.limit_keys.login_account(email)
     wait = await login_limits.blocked_for(redis, limits)
     if wait:
         minutes = max(1, round(wait / 60))
         return 429, N_("Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)
-    async with request.app.state.engine.begin() as conn:
+    if await login_limits.reached(redis, everywhere):
+        await asyncio.sleep(login_limits.SLOWDOWN_SECONDS)
+    async with state.engine.connect() as conn:
         account = await accounts.get_account_by_email(conn, email=email)
-        if account is None:
-            passwords.spend_verify_time(password)
-        elif passwords.verify_password(account.password_hash, password):
-            rehashed = passwords.hash_password(password) if passwords.needs_rehash(account.password_hash) else None
+    if account is None:
+        await state.passwords.spend_verify_time(password)
+    elif await state.passwords.verify(account.password_hash, password):
+        rehashed = await state.passwords.hash(password) if passwords.needs_rehash(account.password_hash) else None
+        async with state.engine.begin() as conn:
             await accounts.record_login(conn, account_id=account.id, rehashed=rehashed)
-            await login_limits.clear(redis, limits[0])
-            login_session(request, account.id, password_changed_at=account.password_changed_at)
-            set_request_locale(request, account.locale)
-            return account.id
-    await login_limits.count(redis, limits)
+            await login_session(request, conn, account.id, password_changed_at=account.password_changed_at)
+        await login_limits.clear(redis, limits[0], everywhere)
+        set_request_locale(request, account.locale)
+        return account.id
+    await login_limits.count(redis, (*limits, everywhere))
     logger.info("login refused for an e-mail address (wrong address or password)")
     return 400, N_("The e-mail address or the password is not right.")
 
@@ -137,7 +147,8 @@ async def _try_login(request: Request, email: str, password: str) -> int | tuple
 async def logout(request: Request) -> Response:
     await verify_csrf(request)
     locale = request_locale(request)
-    logout_session(request)
+    async with request.app.state.engine.begin() as conn:
+        await end_session(request, conn)
     set_request_locale(request, locale)
     flash(request, N_("You are logged out."), "info")
     return redirect("/")
@@ -150,7 +161,7 @@ async def forgot(request: Request) -> Response:
         data = await verify_csrf(request)
         values, errors = forms.parse_forgot(data)
         if not errors:
-            limit = (login_limits.forgot_limit(client_address(request)),)
+            limit = request.app.state.limit_keys.forgot(str(values["email"]), client_address(request))
             redis = request.app.state.arq
             if await login_limits.blocked_for(redis, limit):
                 errors["email"] = N_("Too many requests from your address. Try again later.")
@@ -202,12 +213,12 @@ async def reset(request: Request) -> Response:
     if data is not None:
         values, errors = forms.parse_new_password(data)
         if not errors:
+            new_hash = await request.app.state.passwords.hash(str(values["new_password"]))
             async with engine.begin() as conn:
-                changed_at = await accounts.set_password_hash(
-                    conn, account_id=account.id, password_hash=passwords.hash_password(str(values["new_password"]))
-                )
-            await login_limits.clear(request.app.state.arq, login_limits.login_limits(account.email, "")[0])
-            login_session(request, account.id, password_changed_at=changed_at)
+                changed_at = await accounts.set_password_hash(conn, account_id=account.id, password_hash=new_hash)
+                await end_account_sessions(conn, account_id=account.id)
+                await login_session(request, conn, account.id, password_changed_at=changed_at)
+            await login_limits.clear(request.app.state.arq, request.app.state.limit_keys.login_account(account.email))
             set_request_locale(request, account.locale)
             flash(request, N_("Your new password is saved. You are logged in."))
             return redirect("/")
@@ -215,6 +226,9 @@ async def reset(request: Request) -> Response:
 
 
 ACCOUNT_ACTIONS = ("email", "password", "delete")
+TOO_MANY_GUESSES = N_(
+    "Too many wrong passwords. Try again in %(minutes)s minutes.", minutes=login_limits.WINDOW_SECONDS // 60
+)
 
 
 async def account_settings(request: Request) -> Response:
@@ -237,7 +251,7 @@ async def account_settings(request: Request) -> Response:
         request,
         "account/settings.html",
         {"account": account, "action": action, "values": forms.public_values(values), "errors": errors},
-        status_code=400 if errors else 200,
+        status_code=(429 if errors.get("current_password") is TOO_MANY_GUESSES else 400) if errors else 200,
     )
 
 
@@ -250,13 +264,13 @@ async def _change_account(
         "delete": forms.parse_delete_account,
     }[action]
     values, errors = parse(data)
-    if "current_password" not in errors and not passwords.verify_password(
-        account.password_hash, str(values.get("current_password", ""))
-    ):
-        errors["current_password"] = N_("This is not your current password.")
+    if "current_password" not in errors:
+        refusal = await _check_current_password(request, account, str(values.get("current_password", "")))
+        if refusal is not None:
+            errors["current_password"] = refusal
     if errors:
         return values, errors
-    changed_at = None
+    new_hash = await request.app.state.passwords.hash(str(values["new_password"])) if action == "password" else ""
     async with request.app.state.engine.begin() as conn:
         if action == "email":
             try:
@@ -266,12 +280,11 @@ async def _change_account(
                 return values, errors
             flash(request, N_("Your e-mail address is changed."))
         elif action == "password":
-            new_hash = passwords.hash_password(str(values["new_password"]))
             changed_at = await accounts.set_password_hash(conn, account_id=account.id, password_hash=new_hash)
+            await _renew_session(request, conn, account.id, changed_at)
         else:
             await accounts.delete_account(conn, account_id=account.id)
     if action == "password":
-        _renew_session(request, account.id, changed_at)
         flash(request, N_("Your password is changed."))
     elif action == "delete":
         logger.info("account %s deleted with its integrations and tokens", account.id)
@@ -282,10 +295,25 @@ async def _change_account(
     return values, errors
 
 
-def _renew_session(request: Request, account_id: int, password_changed_at: datetime | None) -> None:
-    """A fresh session with the new password's stamp: this browser stays logged in, every other one is logged out."""
+async def _check_current_password(request: Request, account: accounts.Account, password: str) -> Message | None:
+    """None when right; a refusal otherwise. Wrong guesses count per account: a stolen session cannot guess on."""
+    redis = request.app.state.arq
+    limit = request.app.state.limit_keys.current_password(account.id)
+    if await login_limits.reached(redis, limit):
+        return TOO_MANY_GUESSES
+    if await request.app.state.passwords.verify(account.password_hash, password):
+        await login_limits.clear(redis, limit)
+        return None
+    await login_limits.count(redis, (limit,))
+    return N_("This is not your current password.")
+
+
+async def _renew_session(request: Request, conn: AsyncConnection, account_id: int, changed_at: datetime) -> None:
+    """A fresh session with the new password's stamp: this browser stays logged in, every other one is logged out
+    (their rows deleted, and their stamps no longer match)."""
     locale = request_locale(request)
-    login_session(request, account_id, password_changed_at=password_changed_at)
+    token = await login_session(request, conn, account_id, password_changed_at=changed_at)
+    await end_account_sessions(conn, account_id=account_id, keep_token=token)
     set_request_locale(request, locale)
 
 

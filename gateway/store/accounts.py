@@ -136,5 +136,6 @@ async def delete_account(conn: AsyncConnection, *, account_id: int) -> bool:
             await conn.execute(delete(table).where(table.c.integration_id.in_(integration_ids)))
     await conn.execute(delete(tables.integration).where(tables.integration.c.account_id == account_id))
     await conn.execute(delete(tables.outbox_mail).where(tables.outbox_mail.c.account_id == account_id))
+    await conn.execute(delete(tables.login_session).where(tables.login_session.c.account_id == account_id))
     result = await conn.execute(delete(tables.account).where(tables.account.c.id == account_id))
     return bool(result.rowcount)

@@ -1,0 +1,278 @@
+"""Hardening for the open internet (issue 14): server-side logout, an opaque session cookie, limits on everything
+that checks a password or sends mail, client addresses from trusted proxies only, hashing off the event loop, served
+hosts and absolute URLs from PUBLIC_URL, the CSP's form-action. docs/security.md maps each control to these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.testclient import TestClient
+
+from gateway import login_limits, tables
+from gateway.app import create_app
+from gateway.cli import uvicorn_options
+from gateway.local_redis import free_port
+from gateway.passwords import PasswordWork, hash_password
+from gateway.settings import Settings
+from tests.support.factories import PAGE_PASSWORD, create_login, csrf_of, log_in
+
+ENGLISH = {"Accept-Language": "en"}
+
+
+@pytest.fixture
+def client(client: TestClient) -> TestClient:
+    client.headers.update(ENGLISH)
+    return client
+
+
+def post_form(client: Any, url: str, **data: str) -> httpx.Response:
+    token = csrf_of(client.get(url).text)
+    response: httpx.Response = client.post(url, data={"csrf_token": token, **data}, follow_redirects=False)
+    return response
+
+
+async def count_rows(engine: AsyncEngine, table: Any) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+# --- sessions -------------------------------------------------------------------------------------------------------
+
+
+async def test_logging_out_ends_a_copied_cookie_too(
+    client: TestClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="copied@shop.test")
+    log_in(client, "copied@shop.test")
+    stolen = client.cookies["gw_session"]
+    form_token = csrf_of(client.get("/account").text)
+    logout = client.post("/logout", data={"csrf_token": form_token}, follow_redirects=False)
+    assert logout.status_code == 303
+    with TestClient(create_app(settings), base_url="http://testserver", headers=ENGLISH) as thief:
+        thief.cookies.set("gw_session", stolen)
+        assert thief.get("/account", follow_redirects=False).headers["location"].startswith("/login")
+        thief.cookies.set("gw_session", stolen)
+        posted = thief.post("/account", data={"csrf_token": form_token, "action": "delete"}, follow_redirects=False)
+        assert posted.status_code == 303
+        assert posted.headers["location"].startswith("/login")
+    assert await count_rows(engine, tables.account) == 1
+    assert await count_rows(engine, tables.login_session) == 0
+
+
+async def test_the_session_cookie_is_opaque(client: TestClient, engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        account_id = await create_login(conn, email="opaque@shop.test")
+    log_in(client, "opaque@shop.test")
+    cookie = client.cookies["gw_session"]
+    for part in cookie.split("."):
+        decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        assert b"account_id" not in decoded
+        assert str(account_id).encode() + b"," not in decoded
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(tables.login_session.c.token_hash))).scalars().all()
+    assert len(stored) == 1
+    assert stored[0] not in cookie
+
+
+async def test_a_tampered_cookie_is_no_session(client: TestClient, engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="tamper@shop.test")
+    log_in(client, "tamper@shop.test")
+    cookie = client.cookies["gw_session"]
+    client.cookies.set("gw_session", cookie[:-6] + ("AAAAAA" if not cookie.endswith("AAAAAA") else "BBBBBB"))
+    assert client.get("/account", follow_redirects=False).headers["location"].startswith("/login")
+
+
+# --- limits ---------------------------------------------------------------------------------------------------------
+
+
+async def test_wrong_current_passwords_are_limited_per_account(client: TestClient, engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="guess@shop.test")
+    log_in(client, "guess@shop.test")
+    for _ in range(login_limits.CURRENT_PASSWORD_LIMIT):
+        wrong = post_form(client, "/account", action="email", email="new@shop.test", current_password="guess-it")
+        assert wrong.status_code == 400
+    right = post_form(client, "/account", action="email", email="new@shop.test", current_password=PAGE_PASSWORD)
+    assert right.status_code == 429
+    assert "Too many wrong passwords" in right.text
+    async with engine.connect() as conn:
+        email = (await conn.execute(select(tables.account.c.email))).scalar_one()
+    assert email == "guess@shop.test"
+
+
+async def test_sign_ups_are_limited_per_address(client: TestClient, engine: AsyncEngine) -> None:
+    for n in range(login_limits.SIGNUP_LIMIT):
+        assert post_form(client, "/signup", email=f"new{n}@shop.test", password=PAGE_PASSWORD).status_code == 303
+        client.cookies.clear()
+    refused = post_form(client, "/signup", email="one-more@shop.test", password=PAGE_PASSWORD)
+    assert refused.status_code == 400
+    assert "Too many requests from your address" in refused.text
+    assert await count_rows(engine, tables.account) == login_limits.SIGNUP_LIMIT
+
+
+async def test_reset_mails_are_limited_per_account_across_addresses(
+    settings: Settings, engine: AsyncEngine, clean_state: Settings
+) -> None:
+    """Behind a trusted proxy, many addresses asking for one account's reset mail cannot flood its mailbox."""
+    async with engine.begin() as conn:
+        await create_login(conn, email="flooded@shop.test")
+    proxied = create_app(dataclasses.replace(settings, forwarded_allow_ips=("testclient",)))
+    with TestClient(proxied, base_url="http://testserver", headers=ENGLISH) as browser:
+        for n in range(login_limits.FORGOT_ACCOUNT_LIMIT + 3):
+            browser.headers["X-Forwarded-For"] = f"198.51.100.{n}"
+            post_form(browser, "/forgot", email="flooded@shop.test")
+    assert await count_rows(engine, tables.outbox_mail) == login_limits.FORGOT_ACCOUNT_LIMIT
+
+
+@pytest.fixture
+def proxied(settings: Settings, clean_state: Settings) -> Iterator[TestClient]:
+    """The app behind a proxy the operator trusts (the TestClient's own address)."""
+    app = create_app(dataclasses.replace(settings, forwarded_allow_ips=("testclient",)))
+    with TestClient(app, base_url="http://testserver", headers=ENGLISH) as browser:
+        yield browser
+
+
+def as_address(browser: TestClient, address: str) -> TestClient:
+    browser.headers["X-Forwarded-For"] = address
+    browser.cookies.clear()
+    return browser
+
+
+async def test_guesses_from_elsewhere_never_lock_out_the_right_password(
+    proxied: TestClient, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="victim@shop.test")
+    attacker = as_address(proxied, "203.0.113.7")
+    for _ in range(login_limits.PAIR_LIMIT):
+        assert post_form(attacker, "/login", email="victim@shop.test", password="guess").status_code == 400
+    assert post_form(attacker, "/login", email="victim@shop.test", password=PAGE_PASSWORD).status_code == 429
+    owner = as_address(proxied, "192.0.2.44")  # a fresh browser elsewhere
+    assert post_form(owner, "/login", email="victim@shop.test", password=PAGE_PASSWORD).status_code == 303
+    assert owner.get("/account", follow_redirects=False).status_code == 200
+
+
+async def test_beyond_the_slow_down_the_right_password_still_works(
+    proxied: TestClient, engine: AsyncEngine, redis: Any, settings: Settings
+) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="popular@shop.test")
+    keys = login_limits.LimitKeys(str(settings.secret_key))
+    await login_limits.count(redis, (keys.login_account("popular@shop.test"),) * 1)
+    for _ in range(login_limits.SLOWDOWN_AFTER):
+        await login_limits.count(redis, (keys.login_account("popular@shop.test"),))
+    owner = as_address(proxied, "192.0.2.45")
+    assert post_form(owner, "/login", email="popular@shop.test", password=PAGE_PASSWORD).status_code == 303
+    assert await redis.get(keys.login_account("popular@shop.test").key) is None  # a success ends the slow-down
+
+
+async def test_without_a_trusted_proxy_a_forged_forwarded_for_changes_nothing(
+    client: TestClient, engine: AsyncEngine
+) -> None:
+    for n in range(login_limits.ADDRESS_LIMIT):
+        client.headers["X-Forwarded-For"] = f"203.0.113.{n}"
+        assert post_form(client, "/login", email=f"nobody{n}@shop.test", password="guess").status_code == 400
+    client.headers["X-Forwarded-For"] = "192.0.2.99"
+    assert post_form(client, "/login", email="another@shop.test", password="guess").status_code == 429
+
+
+class ServedGateway:
+    """The gateway under uvicorn, run exactly as `gateway serve` runs it (cli.uvicorn_options), on loopback."""
+
+    def __init__(self, settings: Settings) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        options = uvicorn_options(settings, host="127.0.0.1", port=port)
+        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), **options))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServedGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            assert time.monotonic() < deadline, "gateway did not start"
+            assert self.thread.is_alive(), "gateway did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+def test_gateway_serve_believes_no_forwarded_for_by_default(settings: Settings, clean_state: Settings) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise; `gateway serve` must not."""
+    served = dataclasses.replace(settings, public_url="http://127.0.0.1")
+    with ServedGateway(served) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as browser:
+        for n in range(login_limits.ADDRESS_LIMIT):
+            browser.headers["X-Forwarded-For"] = f"203.0.113.{n}"
+            assert post_form(browser, "/login", email=f"x{n}@shop.test", password="guess").status_code == 400
+        browser.headers["X-Forwarded-For"] = "192.0.2.1"
+        assert post_form(browser, "/login", email="y@shop.test", password="guess").status_code == 429
+
+
+# --- hashing off the event loop -------------------------------------------------------------------------------------
+
+
+async def test_hashes_run_off_the_event_loop_at_most_limit_at_a_time() -> None:
+    work = PasswordWork(limit=1)
+    stored = hash_password("a password for the test")
+    ticks, most_busy = 0, 0
+
+    async def ticker(done: asyncio.Event) -> None:
+        nonlocal ticks, most_busy
+        while not done.is_set():
+            await asyncio.sleep(0.005)
+            ticks += 1
+            most_busy = max(most_busy, work.busy)
+
+    done = asyncio.Event()
+    task = asyncio.create_task(ticker(done))
+    results = await asyncio.gather(*(work.verify(stored, guess) for guess in ("wrong", "a password for the test", "x")))
+    done.set()
+    await task
+    assert results == [False, True, False]
+    assert most_busy == 1  # the cap: one hash at a time
+    assert ticks >= 10  # the loop kept running while three hashes (~0.25 s each) ran
+
+
+# --- hosts, URLs and headers ----------------------------------------------------------------------------------------
+
+
+def test_an_unknown_host_is_refused_and_never_reflected(client: TestClient) -> None:
+    response = client.get("/login", headers={"Host": "evil.test"})
+    assert response.status_code == 400
+    assert "evil.test" not in response.text
+    assert client.get("/healthz", headers={"Host": "10.0.0.7:8000"}).status_code == 200  # probes by address
+
+
+def test_production_builds_absolute_urls_from_public_url(settings: Settings, clean_state: Settings) -> None:
+    production = dataclasses.replace(settings, env="production", public_url="https://gw.example.com")
+    with TestClient(create_app(production), base_url="http://gw.example.com") as browser:
+        response = browser.get("/account", follow_redirects=False)
+        assert response.status_code == 303
+        page = browser.get("/login", headers={"Host": "gw.example.com:8000"})
+        assert page.status_code == 200
+        assert "http://gw.example.com" not in page.text
+        assert browser.get("/login", headers={"Host": "evil.test"}).status_code == 400
+
+
+def test_forms_may_only_lead_to_this_site_and_exact(client: TestClient, settings: Settings) -> None:
+    csp = client.get("/login").headers["content-security-policy"]
+    form_action = next(part.strip() for part in csp.split(";") if part.strip().startswith("form-action"))
+    assert form_action.split()[1] == "'self'"
+    assert set(form_action.split()[2:]) == set(settings.exact_hosts.values())
