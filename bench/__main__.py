@@ -12,6 +12,8 @@ BENCHMARKS: dict[str, str] = {
     "webhook_intake": "bench.webhook_intake",
     "booking": "bench.booking",
     "governor": "bench.governor",
+    "poller": "bench.poller",
+    "retention": "bench.retention",
 }
 
 

@@ -264,6 +264,8 @@ async def _read_page(client: MijnwebwinkelClient, *, since: str, offset: int) ->
 
 
 async def _record_page(ctx: dict[str, Any], integration: Integration, changes: list[MwwOrderChange]) -> None:
+    if not changes:
+        return  # an idle shop's round costs no transaction here
     notices = [
         pipeline.notice(
             integration,

@@ -42,6 +42,9 @@ HEALTH_CHECK_INTERVAL = 30
 JOB_COMPLETION_WAIT = 25
 JOB_TIMEOUT = 120
 MAX_JOBS = 10  # jobs one queue's worker runs at once (arq's default, stated)
+# arq starts new jobs only once per poll: at its default 0.5 s a queue's worker ran at most MAX_JOBS / 0.5 = 20 jobs
+# a second, however short they were (bench poller, docs/operations.md). An idle poll is one ZRANGEBYSCORE.
+POLL_DELAY = 0.05
 # A worker that lost Redis is started again after 0.5 s, 1 s, 2 s, ... at most 30 s (each with jitter).
 RESTART_DELAY_MIN = 0.5
 RESTART_DELAY_MAX = 30.0
@@ -125,6 +128,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
 
     from gateway.exact_auth import refresh_idle_exact_tokens
     from gateway.jobs.invoice_numbers import backfill_invoice_numbers
+    from gateway.jobs.outbox import purge_outbox
     from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
     from gateway.jobs.reconcile import reconcile_orders
     from gateway.jobs.retention import prune_history
@@ -146,6 +150,8 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         ),
         # Old notices and attempts of settled orders, in small batches (RETENTION_DAYS, docs/operations.md).
         cron(prune_history, name="prune_history", minute={43}, second={0}, timeout=600, run_at_startup=False),
+        # Mail older than OUTBOX_RETENTION_DAYS leaves the outbox (docs/security.md).
+        cron(purge_outbox, name="purge_outbox", hour={4}, minute={7}, second={0}, run_at_startup=False),
         # Exact refresh tokens die after 30 idle days: renew quiet connections daily (docs/exact.md).
         cron(refresh_idle_exact_tokens, name="refresh_idle_exact_tokens", hour={3}, minute={17}, run_at_startup=False),
     ]
@@ -176,7 +182,7 @@ def create_worker(
         redis_settings=connection,
         redis_pool=redis_pool,
         burst=burst,
-        poll_delay=0.05 if burst else 0.5,
+        poll_delay=POLL_DELAY,
         on_startup=startup,
         on_shutdown=None if supervised else shutdown,
         on_job_start=on_job_start,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
@@ -178,19 +178,10 @@ async def list_integrations(conn: AsyncConnection, *, account_id: int | None = N
     return [Integration.from_row(r) for r in (await conn.execute(query)).all()]
 
 
-async def claim_due_integrations(
-    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> list[int]:
-    """Claim up to `limit` shops due for a poll (active, connected, `next_poll_at` passed or unset), most overdue
-    first, by moving their `next_poll_at` to `lease_until`; return their ids. Across all integrations (poller).
-
-    The poll round sets `next_poll_at` again when it ends; a claim whose job was lost simply runs out at
-    `lease_until` and the shop is due again. PostgreSQL skips rows another scheduler holds (FOR UPDATE SKIP LOCKED);
-    SQLite ignores the clause, and its BEGIN IMMEDIATE (db.py) serialises writers, which is the same claim there.
-    The caller commits, then enqueues.
-    """
+def due_integrations(*, now: datetime, limit: int) -> Select[tuple[int]]:
+    """The due-shop query: active, connected shops whose `next_poll_at` passed (or is unset), most overdue first."""
     c = tables.integration.c
-    due = (
+    return (
         select(c.id)
         .where(
             c.state == "active",
@@ -199,10 +190,24 @@ async def claim_due_integrations(
         )
         .order_by(c.next_poll_at.nulls_first(), c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
     )
+
+
+async def claim_due_integrations(
+    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
+) -> list[int]:
+    """Claim up to `limit` due shops (`due_integrations`) by moving their `next_poll_at` to `lease_until`; return their
+    ids. Across all integrations (poller).
+
+    The poll round sets `next_poll_at` again when it ends; a claim whose job was lost simply runs out at
+    `lease_until` and the shop is due again. PostgreSQL skips rows another scheduler holds (FOR UPDATE SKIP LOCKED);
+    SQLite ignores the clause, and its BEGIN IMMEDIATE (db.py) serialises writers, which is the same claim there.
+    The caller commits, then enqueues.
+    """
+    due = due_integrations(now=now, limit=limit).with_for_update(skip_locked=True)
     ids = [int(i) for i in (await conn.execute(due)).scalars().all()]
     if ids:
+        c = tables.integration.c
         await conn.execute(update(tables.integration).where(c.id.in_(ids)).values(next_poll_at=lease_until))
     return ids
 
