@@ -5,6 +5,7 @@ No SQL here (that is gateway/store/) and no route (gateway/routes/); routes call
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -42,6 +43,22 @@ def flash(request: Request, message: Message, kind: str = "success") -> None:
 def pop_flashes(request: Request) -> list[tuple[str, Message]]:
     notices = request.session.pop(SESSION_FLASH, None) or []
     return [(kind, Message.from_json(data)) for kind, data in notices]
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A destructive action's question: the page posts to `action` only after the owner pressed `button`."""
+
+    title: Message
+    text: Message
+    button: Message
+    action: str
+    cancel: str
+
+
+def confirm_page(request: Request, integration: Any, confirmation: Confirmation, *, tab: str) -> Response:
+    """The GET side of a destructive action: one question, a button that posts (with CSRF) and a way back."""
+    return render(request, "confirm.html", {"integration": integration, "confirm": confirmation, "tab": tab})
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

@@ -20,7 +20,7 @@ from gateway.exact_auth import complete_connection, forget_connection
 from gateway.exact_oauth import StateError, authorize_url, check_state, new_state
 from gateway.i18n import N_, Message
 from gateway.jobs.reconnect import EXACT, resume_after_reconnect
-from gateway.pages import flash
+from gateway.pages import Confirmation, confirm_page, flash
 from gateway.settings import EXACT_COUNTRIES
 from gateway.store.integrations import Integration
 
@@ -122,23 +122,51 @@ async def callback(request: Request) -> Response:
             N_("Connecting did not complete: %(reason)s. Try again in a moment.", reason=str(e)),
             integration_id=integration.id,
         )
+    flash(request, N_("Exact Online is connected. Choose the administration the orders are booked in."))
     queued = await resume_after_reconnect(app.engine, app.arq, integration_id=integration.id, side=EXACT)
     if queued:
         flash(request, N_("%(count)s orders that stopped for the lost connection are queued again.", count=queued))
     return RedirectResponse(f"/integrations/{integration.id}/setup", status_code=303)
 
 
+DISCONNECT_QUESTION = (
+    N_("Disconnect Exact Online?"),
+    N_(
+        "The gateway forgets its access to your administration and books no more orders until you connect again. "
+        "Nothing already booked in Exact is touched."
+    ),
+    N_("Yes, disconnect Exact Online"),
+)
+
+
 async def disconnect(request: Request) -> Response:
-    """Forget the tokens here (Exact keeps the app listed until the customer removes it there)."""
-    await verify_csrf(request)
+    """GET asks once; POST forgets the tokens here (Exact keeps the app listed until the customer removes it there)."""
+    posted = request.method == "POST" and await verify_csrf(request) is not None
     async with request.app.state.engine.begin() as conn:
         integration = await require_integration(request, conn, request.path_params["integration_id"])
+        if not posted:
+            title, text, button = DISCONNECT_QUESTION
+            action = str(request.url_for("exact_disconnect", integration_id=integration.id))
+            cancel = str(request.url_for("connections", integration_id=integration.id))
+            return confirm_page(
+                request, integration, Confirmation(title, text, button, action, cancel), tab="connections"
+            )
         await forget_connection(conn, integration_id=integration.id)
+    flash(
+        request,
+        N_("Exact Online is disconnected. Also remove the app in Exact Online if you no longer use it."),
+        "info",
+    )
     return RedirectResponse(str(request.url_for("exact_connect", integration_id=integration.id)), status_code=303)
 
 
 routes = [
     Mount("/connect/exact", routes=[Route("/callback", callback, name="callback")], name="exact"),
     Route("/integrations/{integration_id:int}/exact/connect", connect, methods=["GET", "POST"], name="exact_connect"),
-    Route("/integrations/{integration_id:int}/exact/disconnect", disconnect, methods=["POST"], name="exact_disconnect"),
+    Route(
+        "/integrations/{integration_id:int}/exact/disconnect",
+        disconnect,
+        methods=["GET", "POST"],
+        name="exact_disconnect",
+    ),
 ]

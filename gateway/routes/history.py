@@ -21,7 +21,7 @@ from gateway.booking_reasons import failure_message
 from gateway.csrf import verify_csrf
 from gateway.forms import Form
 from gateway.i18n import N_, NP_, Message
-from gateway.pages import flash, redirect, render
+from gateway.pages import Confirmation, confirm_page, flash, redirect, render
 from gateway.queue import enqueue_sync
 from gateway.routes.dashboard import load_integration
 from gateway.store import attempts, orders, status_cache
@@ -226,14 +226,31 @@ async def history_retry_failed(request: Request) -> Response:
     return redirect(str(request.url_for("history", integration_id=integration.id)))
 
 
+def ignore_question(request: Request, integration: Integration, sync: orders.OrderSync) -> Confirmation:
+    detail = str(request.url_for("history_detail", integration_id=integration.id, order_sync_id=sync.id))
+    return Confirmation(
+        title=N_("Ignore order %(number)s?", number=sync.order_number),
+        text=N_(
+            "The gateway will not book this order in Exact Online. Do this when you booked it by hand or it should "
+            "not be in your books. You can still retry it later."
+        ),
+        button=N_("Yes, ignore this order"),
+        action=str(request.url_for("history_ignore", integration_id=integration.id, order_sync_id=sync.id)),
+        cancel=detail,
+    )
+
+
 async def history_ignore(request: Request) -> Response:
-    await verify_csrf(request)
+    """GET asks once (a page that works without JavaScript); POST ignores the order."""
+    data = await verify_csrf(request) if request.method == "POST" else None
     order_sync_id = request.path_params["order_sync_id"]
     async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
         sync = await orders.get_sync(conn, integration_id=integration.id, order_sync_id=order_sync_id)
         if sync is None:
             raise HTTPException(status_code=404)
+        if data is None and sync.state in IGNORABLE:
+            return confirm_page(request, integration, ignore_question(request, integration, sync), tab="history")
         ignored = sync.state in IGNORABLE and await orders.ignore_sync(
             conn, integration_id=integration.id, order_sync_id=order_sync_id
         )
@@ -250,5 +267,5 @@ routes = [
     Route(_BASE + "/retry-failed", history_retry_failed, name="history_retry_failed", methods=["POST"]),
     Route(_BASE + "/{order_sync_id:int}", history_detail, name="history_detail"),
     Route(_BASE + "/{order_sync_id:int}/retry", history_retry, name="history_retry", methods=["POST"]),
-    Route(_BASE + "/{order_sync_id:int}/ignore", history_ignore, name="history_ignore", methods=["POST"]),
+    Route(_BASE + "/{order_sync_id:int}/ignore", history_ignore, name="history_ignore", methods=["GET", "POST"]),
 ]

@@ -15,7 +15,7 @@ from gateway.csrf import verify_csrf
 from gateway.forms import Form
 from gateway.i18n import N_, request_locale, translate
 from gateway.mail import send_mail
-from gateway.pages import flash, optional_url, redirect, render, require_account
+from gateway.pages import Confirmation, confirm_page, flash, optional_url, redirect, render, require_account
 from gateway.routes.dashboard import connection_problems, load_integration
 from gateway.store import orders
 
@@ -78,11 +78,29 @@ async def connections(request: Request) -> Response:
     return render(request, "dashboard/connections.html", context)
 
 
+SHOP_DISCONNECT_QUESTION = (
+    N_("Disconnect the shop?"),
+    N_(
+        "The gateway deletes the shop token and reads no more orders from your shop until you paste a token again. "
+        "Nothing already booked in Exact is touched."
+    ),
+    N_("Yes, disconnect the shop"),
+)
+
+
 async def connections_shop_disconnect(request: Request) -> Response:
-    """Forget the shop token and stop reading the shop; the page reminds the owner to revoke it in the shop too."""
-    await verify_csrf(request)
+    """GET asks once; POST forgets the shop token and stops reading the shop (the page reminds the owner to revoke
+    it in the shop too)."""
+    posted = request.method == "POST" and await verify_csrf(request) is not None
     async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
+        if not posted:
+            title, text, button = SHOP_DISCONNECT_QUESTION
+            action = str(request.url_for("connections_shop_disconnect", integration_id=integration.id))
+            cancel = str(request.url_for("connections", integration_id=integration.id))
+            return confirm_page(
+                request, integration, Confirmation(title, text, button, action, cancel), tab="connections"
+            )
         await shop_connection.revoke_shop(conn, integration_id=integration.id)
     flash(
         request,
@@ -129,7 +147,7 @@ routes = [
         _BASE + "/connections/shop/disconnect",
         connections_shop_disconnect,
         name="connections_shop_disconnect",
-        methods=["POST"],
+        methods=["GET", "POST"],
     ),
     Route(_BASE + "/connections/webhook", connections_webhook, name="connections_webhook", methods=["POST"]),
 ]
