@@ -5,21 +5,33 @@ bulk endpoints within the governor's reserve, and the CLI's exit code says wheth
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import timedelta
 
+import httpx
 import pytest
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway import pipeline
 from gateway.booking_documents import booking_mark
 from gateway.books_check.budget import BudgetBusy, Reserve
 from gateway.books_check.findings import Kind
 from gateway.books_check.run import run_books_check
+from gateway.cli import build_parser
 from gateway.clock import FixedClock
+from gateway.crypto import Cipher
+from gateway.jobs.sync_order import book_order, services_from_context
+from gateway.operator_books import books_check
 from gateway.ratelimit import RateGovernor
+from gateway.sandbox.exact_seed import DIVISIONS
+from gateway.sandbox.mww_seed import DOMESTIC_LINES, JAN, SandboxOrder
 from gateway.settings import Settings
 from gateway.store import books_checks, orders
-from tests.support.books_month import CREDIT_LINES, MONTH, PAID, UNSELECTED, BooksMonth, books_month
+from tests.support.books_month import CREDIT_LINES, MONTH, ORDER_DAY, PAID, UNSELECTED, BooksMonth, books_month
+from tests.support.factories import create_sandbox_integration
+from tests.support.servers import serve_sandboxes
 
 OTHER_SHOP = 4242
 
@@ -136,3 +148,45 @@ async def test_the_check_waits_while_bookings_use_the_budget(month: BooksMonth, 
     await patient.wait()  # the bookings' minute passes: room again, without a call of its own
     assert await patient.room()
     assert 0 < patient.waits * 5 <= 70
+
+
+async def test_the_cli_exits_1_when_the_books_differ(
+    engine: AsyncEngine, redis: ArqRedis, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gateway books check` against both sandboxes served over HTTP, as an operator runs it."""
+    with contextlib.contextmanager(serve_sandboxes)(settings) as served:
+        cipher = Cipher(served.settings.encryption_keys)
+        async with engine.begin() as conn:
+            integration = await create_sandbox_integration(conn, exact_app=served.exact_app, cipher=cipher)
+        async with httpx.AsyncClient() as http:
+            ctx = {"engine": engine, "settings": served.settings, "cipher": cipher, "http": http, "redis": redis}
+            shop = served.mww_app.state.sandbox.main_shop()
+            shop.orders[8001] = SandboxOrder(
+                8001, ORDER_DAY, "10:00:00", PAID, f"{ORDER_DAY} 10:00:00", JAN, DOMESTIC_LINES
+            )
+            outcome = await pipeline.accept_notice(
+                engine,
+                redis,
+                integration=integration,
+                order_number="8001",
+                status_id=PAID,
+                source="poller",
+                dedupe_key="cli",
+            )
+            assert outcome.order_sync_id is not None
+            await book_order(services_from_context(ctx), outcome.order_sync_id)
+        args = build_parser().parse_args(
+            ["books", "check", "--integration", str(integration.id), "--month", str(MONTH), "--json"]
+        )
+        capsys.readouterr()
+        assert await books_check(served.settings, engine, args) == 0
+        clean = json.loads(capsys.readouterr().out)
+        assert (clean["headline"]["orders"], clean["headline"]["differences"], clean["exact_calls"]) == (1, 0, 1)
+
+        served.exact_app.state.sandbox.divisions[DIVISIONS[0].code].rows["SalesEntries"].clear()  # deleted in Exact
+        assert await books_check(served.settings, engine, args) == 1
+        differs = json.loads(capsys.readouterr().out)
+        assert [f["kind"] for f in differs["findings"]] == ["deleted_document"]
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["books", "check", "--integration", "1", "--month", "2026-13"])
+    assert refused.value.code == 2
