@@ -11,6 +11,7 @@ scale-out: docs/operations.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import metrics, pipeline
 from gateway.clients.errors import ApiError, AuthError, RateLimitedError, TransientApiError
@@ -167,15 +168,21 @@ async def enqueue_polls(arq: ArqRedis, integration_ids: list[int]) -> int:
 
 async def poll_shop(ctx: dict[str, Any], integration_id: int) -> str:
     """Job: one poll round for one shop, unless it was paused or disconnected since it was claimed."""
+    client = None
     async with ctx["engine"].connect() as conn:
         integration = await get_integration(conn, integration_id=integration_id)
-    if integration is None or not is_pollable(integration):
-        return "skipped: not active and connected"
-    result = await poll_integration(ctx, integration)
+        if integration is None or not is_pollable(integration):
+            return "skipped: not active and connected"
+        # Read the token on the same connection; a missing or unreadable one is the round's to record.
+        with contextlib.suppress(ApiError, DecryptionError):
+            client = await _client(ctx, conn, integration)
+    result = await poll_integration(ctx, integration, client=client)
     return f"{result.outcome}: {result.changes} changes"
 
 
-async def poll_integration(ctx: dict[str, Any], integration: Integration) -> PollResult:
+async def poll_integration(
+    ctx: dict[str, Any], integration: Integration, *, client: MijnwebwinkelClient | None = None
+) -> PollResult:
     """One round for one shop, under a Redis lock: whatever starts a round (a job run twice, the initial export's
     hand-over), the same shop is never polled twice at once."""
     redis: Redis = ctx["redis"]
@@ -185,7 +192,7 @@ async def poll_integration(ctx: dict[str, Any], integration: Integration) -> Pol
         if not await lock.acquire():
             return PollResult(integration.id, "busy", 0, integration.poll_cursor)
         try:
-            return await _poll_round(ctx, integration)
+            return await _poll_round(ctx, integration, client)
         finally:
             try:
                 await lock.release()
@@ -195,20 +202,25 @@ async def poll_integration(ctx: dict[str, Any], integration: Integration) -> Pol
         log_context.reset(token)
 
 
-async def _poll_round(ctx: dict[str, Any], integration: Integration) -> PollResult:
+async def _client(ctx: dict[str, Any], conn: AsyncConnection, integration: Integration) -> MijnwebwinkelClient:
+    return await mww_client_for(
+        conn,
+        settings=ctx["settings"],
+        cipher=ctx["cipher"],
+        http=ctx["http"],
+        integration_id=integration.id,
+        redis=ctx["redis"],
+    )
+
+
+async def _poll_round(ctx: dict[str, Any], integration: Integration, client: MijnwebwinkelClient | None) -> PollResult:
     settings: Settings = ctx["settings"]
     engine: AsyncEngine = ctx["engine"]
     started = utcnow()
     try:
-        async with engine.connect() as conn:
-            client = await mww_client_for(
-                conn,
-                settings=settings,
-                cipher=ctx["cipher"],
-                http=ctx["http"],
-                integration_id=integration.id,
-                redis=ctx["redis"],
-            )
+        if client is None:
+            async with engine.connect() as conn:
+                client = await _client(ctx, conn, integration)
         seen, changes = await read_changes(
             ctx, integration, client, since=window_start(integration.poll_cursor, started)
         )
