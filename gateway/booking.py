@@ -16,7 +16,7 @@ from typing import Any
 from gateway.booking_amounts import AmountMismatch, cents, incl_sum, money, reconcile_vat, share_cents
 from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwOrderLine
 from gateway.store.integrations import IntegrationSettings, VatMapping
-from gateway.vat import REVERSE_CHARGED, ZERO_PERCENT, is_oss, rate_text, vat_category
+from gateway.vat import REVERSE_CHARGED, ZERO_PERCENT, domestic_category, is_oss, rate_text, vat_category
 
 SALES_ENTRY = "sales_entry"
 SALES_INVOICE = "sales_invoice"
@@ -97,6 +97,12 @@ class PlannedLine:
     category_gl: str  # the category's revenue account code ("" when the mapping has none)
     amount: Decimal  # excl. VAT, 2 decimals
     vat: Decimal  # 2 decimals
+    # What an item created for this line gets (with "create items"): the shop's article text, and the VAT code and
+    # revenue account of its rate in the shop's own country. Empty for a foreign line (OSS, export, EU B2B, another
+    # country's VAT): its code and account say nothing about the article at home, so Exact's item group decides.
+    article_description: str = ""
+    item_vat_code: str = ""
+    item_gl: str = ""
 
     @property
     def label(self) -> str:
@@ -192,7 +198,7 @@ def plan_booking(
         raise BookingError(
             UNMAPPED_VAT, f"map VAT categor{'ies' if len(unmapped) > 1 else 'y'} {names}", categories=tuple(unmapped)
         )
-    lines, vat_by_rate = _split_lines(order, settings, mappings, categories)
+    lines, vat_by_rate = _split_lines(order, settings, mappings, categories, home_country=home_country)
     check_vat_codes(order.number, lines, vat_rates or {})
     if document_type == SALES_ORDER:
         lines = fold_negative_lines(order.number, lines)
@@ -324,6 +330,8 @@ def _split_lines(
     settings: IntegrationSettings,
     mappings: Mapping[str, VatMapping],
     categories: Mapping[tuple[str, Decimal], str],
+    *,
+    home_country: str,
 ) -> tuple[list[PlannedLine], dict[Decimal, Decimal]]:
     try:
         vats, targets = reconcile_vat(order)
@@ -352,11 +360,29 @@ def _split_lines(
                     rate=price.rate,
                     vat_code=(mapping.vat_code or "").strip(),
                     category_gl=_category_gl(category, mapping, settings),
+                    article_description=_article_description(line)[:DESCRIPTION_MAX],
+                    **_item_defaults(category, price.rate, mappings, home_country),
                     amount=sign * (price.amount_including_tax - vat),
                     vat=sign * vat,
                 )
             )
     return lines, {rate: sign * amount for rate, amount in targets.items()}
+
+
+def _article_description(line: MwwOrderLine) -> str:
+    """The shop's own article text (not the line's, which may carry an option or a rate)."""
+    return next((a.description for a in line.articles if a.description), "") or line.description
+
+
+def _item_defaults(
+    category: str, rate: Decimal, mappings: Mapping[str, VatMapping], home_country: str
+) -> dict[str, str]:
+    """The VAT code and revenue account an item created from this line gets: those mapped for the line's rate in
+    the shop's own country, only when the line is a domestic one."""
+    if category != domestic_category(home_country or "NL", rate):
+        return {"item_vat_code": "", "item_gl": ""}
+    mapping = mappings[category]
+    return {"item_vat_code": (mapping.vat_code or "").strip(), "item_gl": (mapping.gl_account or "").strip()}
 
 
 def _category_gl(category: str, mapping: VatMapping, settings: IntegrationSettings) -> str:
@@ -419,18 +445,25 @@ def items_needed(plan: BookingPlan, settings: IntegrationSettings) -> list[ItemN
                     MISSING_SKU, f"{line.label} has no SKU, so it cannot be matched to an Exact item; add a SKU"
                 )
             raise BookingError(SETTINGS, f"choose the {KIND_LABEL[line.kind].lower()} item in the settings")
-        needs.setdefault(
-            code,
-            ItemNeed(
-                code=code,
-                description=line.description,
-                vat_code=line.vat_code,
-                gl_code=line.category_gl,
-                creatable=line.kind == ARTICLE and settings.create_items,
-                required=uses_items,
-            ),
-        )
+        need = _item_need(line, code, settings, required=uses_items)
+        if code not in needs or (need.vat_code and not needs[code].vat_code):
+            needs[code] = need  # the first domestic line of a SKU says what its item is at home
     return list(needs.values())
+
+
+def _item_need(line: PlannedLine, code: str, settings: IntegrationSettings, *, required: bool) -> ItemNeed:
+    """An article may be created from the settings (its rate's VAT code and revenue account at home, the shop's
+    article text), never from a foreign or OSS line's code and account; configured items must exist."""
+    if line.kind == ARTICLE:
+        return ItemNeed(
+            code=code,
+            description=line.article_description or line.description,
+            vat_code=line.item_vat_code,
+            gl_code=line.item_gl,
+            creatable=settings.create_items,
+            required=required,
+        )
+    return ItemNeed(code, line.description, line.vat_code, line.category_gl, creatable=False, required=required)
 
 
 def gl_codes_needed(plan: BookingPlan, settings: IntegrationSettings) -> list[str]:

@@ -511,10 +511,10 @@ def uk_consumer_order(number: str, **changes: Any) -> dict[str, Any]:
 
 
 async def test_uk_vat_mapped_to_the_zero_rate_export_code_is_refused_with_the_orders_figures(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox, mappings={**MAPPINGS, "GB-20": ("6", "8020")})
-    shop["5101"] = uk_consumer_order("5101")
+    lenient_shop["5101"] = uk_consumer_order("5101")
     sync_id = await queue(engine, integration, "5101")
     await book_order(services_for(engine, settings, redis, sandbox), sync_id)
     stopped = await row(engine, sync_id)
@@ -534,10 +534,10 @@ async def test_uk_vat_mapped_to_the_zero_rate_export_code_is_refused_with_the_or
 
 
 async def test_an_order_that_says_no_vat_is_due_but_charges_it_is_refused(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox)
-    shop["5102"] = uk_consumer_order("5102", tax_strategy="zero_percent")
+    lenient_shop["5102"] = uk_consumer_order("5102", tax_strategy="zero_percent")
     sync_id = await queue(engine, integration, "5102")
     await book_order(services_for(engine, settings, redis, sandbox), sync_id)
     stopped = await row(engine, sync_id)
@@ -616,7 +616,7 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
     settings: Settings,
     redis: ArqRedis,
     sandbox: Sandbox,
-    shop: dict,
+    lenient_shop: dict,
     document_type: str,
     credit: str,
     credit_first: bool,
@@ -624,8 +624,8 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
     booking = BOOKING.replace(insertion_type=document_type, invoice_status="final")
     integration = await shop_integration(engine, settings, sandbox, booking)
     services = services_for(engine, settings, redis, sandbox)
-    serve(shop, "domestic", "5001")
-    credit_order = serve(shop, credit, credit.replace("credit_positive", "5008").replace("credit", "5007"))
+    serve(lenient_shop, "domestic", "5001")
+    credit_order = serve(lenient_shop, credit, credit.replace("credit_positive", "5008").replace("credit", "5007"))
     original_sync = await queue(engine, integration, "5001")
     credit_sync = await queue(engine, integration, credit_order["number"])
     if credit_first:  # the credit waits for its original, without using up a try's budget of documents
@@ -653,10 +653,64 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
 
 
 async def test_a_credit_as_sales_order_needs_attention_and_books_nothing(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
 ) -> None:
     integration = await shop_integration(engine, settings, sandbox, BOOKING.replace(insertion_type="sales_order"))
-    serve(shop, "credit", "5007")
+    serve(lenient_shop, "credit", "5007")
     sync_id = await queue(engine, integration, "5007")
     await book_order(services_for(engine, settings, redis, sandbox), sync_id)
     assert ((await row(engine, sync_id)).state, sandbox.documents("SalesOrders")) == ("needs_attention", [])
+
+
+# ---------------------------------------------------------------- created items come from the settings
+
+
+def sandbox_item(sandbox: Sandbox, code: str) -> dict[str, Any]:
+    [item] = [i for i in sandbox.app.state.sandbox.divisions[DIVISION].rows["Items"] if i["Code"] == code]
+    return dict(item)
+
+
+def sandbox_gl_id(sandbox: Sandbox, code: str) -> str:
+    rows = sandbox.app.state.sandbox.divisions[DIVISION].rows["GLAccounts"]
+    return str(next(g["ID"] for g in rows if g["Code"] == code))
+
+
+@pytest.mark.parametrize("first", ["oss_de", "domestic"], ids=["oss-order-first", "domestic-order-first"])
+async def test_an_item_is_created_from_the_settings_never_from_an_oss_line(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict, first: str
+) -> None:
+    booking = BOOKING.replace(insertion_type="sales_invoice", eu_consumer_vat="oss", oss_revenue_account="8040")
+    integration = await shop_integration(engine, settings, sandbox, booking)
+    services = services_for(engine, settings, redis, sandbox)
+    first_order = serve(lenient_shop, first, "6201")
+    sync_id = await queue(engine, integration, "6201")
+    assert (await book_order(services, sync_id)).startswith("booked"), first_order["number"]
+    item = sandbox_item(sandbox, "TS-BLUE")
+    if first == "oss_de":
+        # The German line's code (D1, 19 %) and the OSS revenue account say nothing about the article at home.
+        assert "SalesVatCode" not in item or not item.get("SalesVatCode")
+        assert item.get("GLRevenue") in (None, "")  # the item group's revenue account applies, not OSS 8040
+    else:
+        assert str(item["SalesVatCode"]).strip() == "2"  # NL-21, the shop's own rate for the article
+        assert item["GLRevenue"] == sandbox_gl_id(sandbox, "8000")
+        assert item["Description"] == "T-shirt blauw"  # the article's text, not the line's
+
+
+def test_an_item_takes_the_articles_text_not_the_lines() -> None:
+    from gateway.booking import items_needed, plan_booking
+    from gateway.clients.mijnwebwinkel_models import MwwOrder
+    from gateway.store.integrations import VatMapping
+
+    data = copy.deepcopy(load_payload("order_domestic"))
+    shirt_line = data["orderlines"][0]
+    shirt_line["description"] = "T-shirt blauw - maat L, cadeauverpakking"  # the line's text carries the options
+    shirt_line["price"] = [
+        {"amount": "20.661157", "amount_including_tax": "25.00", "rate": "21.00"},
+        {"amount": "22.935780", "amount_including_tax": "25.00", "rate": "9.00"},
+    ]
+    data["price"]["tax"] = [{"rate": "9.00", "amount": "4.43"}, {"rate": "21.00", "amount": "10.17"}]
+    mappings = {c: VatMapping(c, code, gl, True) for c, (code, gl) in MAPPINGS.items()}
+    settings = BOOKING.replace(insertion_type="sales_invoice")
+    plan = plan_booking(MwwOrder.from_api(data), settings, mappings, home_country="NL")
+    [shirt] = [need for need in items_needed(plan, settings) if need.code == "TS-BLUE"]
+    assert (shirt.vat_code, shirt.gl_code, shirt.description) == ("2", "8000", "T-shirt blauw")

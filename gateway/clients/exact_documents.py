@@ -437,13 +437,15 @@ class _Resolver:
 
 
 def _item_payload(need: ItemNeed, gl_accounts: Mapping[str, str]) -> dict[str, Any]:
-    """logistics/Items POST for an article seen in an order: code = SKU, a sales item with the mapped VAT and G/L."""
+    """logistics/Items POST for an article seen in an order: code = SKU, a sales item with the VAT code and revenue
+    account of its rate at home (booking.items_needed); without them Exact's item group decides."""
     payload: dict[str, Any] = {
         "Code": need.code,
         "Description": need.description[:60] or need.code,
         "IsSalesItem": True,
-        "SalesVatCode": need.vat_code,
     }
+    if need.vat_code:
+        payload["SalesVatCode"] = need.vat_code
     if gl_accounts.get(need.gl_code):
         payload["GLRevenue"] = gl_accounts[need.gl_code]
     return payload
