@@ -3,6 +3,10 @@
 Without SMTP (dev, demo, tests) the message stays in the outbox, readable at /sandbox/outbox when the sandbox is
 on, and one log line says so (subject and row id only: bodies carry links with tokens, which never reach a log).
 A failing SMTP server never fails the caller: the row stays `sent = false` and a warning is logged.
+
+Working secrets in a mail (a reset link) are passed as `redact`: the outbox keeps the body with them replaced, and
+only the SMTP server ever sees them. The one exception is the outbox as the delivery channel itself (no SMTP, not
+production), where the reader of /sandbox/outbox needs the link. Old rows are purged (jobs/outbox.py).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import smtplib
 import ssl
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -21,18 +26,39 @@ from gateway.store.outbox import create_mail, mark_mail_sent
 
 logger = logging.getLogger(__name__)
 SMTP_TIMEOUT = 15.0
+REDACTED = "[link removed from the stored copy]"
+
+
+def stored_body(settings: Settings, body: str, redact: Sequence[str]) -> str:
+    """The body as the outbox keeps it: every secret in `redact` replaced, unless the outbox is how mail is read."""
+    if not settings.smtp_host and not settings.is_production:
+        return body
+    for secret in redact:
+        if secret:
+            body = body.replace(secret, REDACTED)
+    return body
 
 
 async def send_mail(
-    engine: AsyncEngine, settings: Settings, *, to: str, subject: str, body: str, account_id: int | None = None
+    engine: AsyncEngine,
+    settings: Settings,
+    *,
+    to: str,
+    subject: str,
+    body: str,
+    account_id: int | None = None,
+    redact: Sequence[str] = (),
 ) -> int:
     """Record one plain-text mail in the outbox, then send it by SMTP if configured. Returns the outbox row id.
 
     Call it outside any open transaction: it commits the outbox row itself before talking to the SMTP server.
     `account_id` ties the mail to an account (deleted with it); leave it None for mail to the operator/support.
+    `redact` lists working secrets (links with tokens) the stored copy must not hold.
     """
     async with engine.begin() as conn:
-        mail_id = await create_mail(conn, to_address=to, subject=subject, body=body, account_id=account_id)
+        mail_id = await create_mail(
+            conn, to_address=to, subject=subject, body=stored_body(settings, body, redact), account_id=account_id
+        )
     if not settings.smtp_host:
         logger.info(
             "mail %s %r kept in the outbox (no SMTP_HOST); read it at %s/sandbox/outbox",

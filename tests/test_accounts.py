@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import socketserver
-import threading
 from collections.abc import Iterator
 
 import itsdangerous.timed
@@ -23,6 +21,7 @@ from gateway.settings import Settings
 from gateway.store import accounts
 from gateway.store.outbox import list_mail
 from tests.support.factories import PAGE_PASSWORD, create_active_integration, log_in
+from tests.support.smtp import smtp_sink as local_smtp_sink
 
 # --- passwords and reset tokens -----------------------------------------------------------------------------------
 
@@ -154,39 +153,10 @@ async def test_limits_count_per_window_and_never_store_the_address(redis: ArqRed
 # --- mail ---------------------------------------------------------------------------------------------------------
 
 
-class _SmtpSink(socketserver.StreamRequestHandler):
-    """Just enough SMTP to accept a message: greeting, EHLO, MAIL, RCPT, DATA, QUIT."""
-
-    def handle(self) -> None:
-        self.wfile.write(b"220 sink ESMTP\r\n")
-        while line := self.rfile.readline():
-            command = line.decode().strip().upper()
-            if command.startswith("EHLO"):
-                self.wfile.write(b"250-sink\r\n250 8BITMIME\r\n")
-            elif command == "DATA":
-                self.wfile.write(b"354 go ahead\r\n")
-                body = b""
-                while not body.endswith(b"\r\n.\r\n"):
-                    body += self.rfile.readline()
-                self.server.received.append(body.decode())  # type: ignore[attr-defined]
-                self.wfile.write(b"250 queued\r\n")
-            elif command == "QUIT":
-                self.wfile.write(b"221 bye\r\n")
-                return
-            else:
-                self.wfile.write(b"250 ok\r\n")
-
-
 @pytest.fixture
 def smtp_sink() -> Iterator[tuple[int, list[str]]]:
-    port = free_port()
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", port), _SmtpSink)
-    server.received = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield port, server.received  # type: ignore[attr-defined]
-    server.shutdown()
-    server.server_close()
+    with local_smtp_sink() as sink:
+        yield sink
 
 
 async def test_without_smtp_mail_stays_in_the_outbox_and_the_log_has_no_body(

@@ -8,25 +8,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from gateway import login_limits, tables
 from gateway.app import create_app
 from gateway.cli import uvicorn_options
+from gateway.clock import utcnow
+from gateway.jobs.outbox import purge_old_mail
+from gateway.jobs.worker import cron_jobs
 from gateway.local_redis import free_port
+from gateway.mail import REDACTED, send_mail
 from gateway.passwords import PasswordWork, hash_password
 from gateway.settings import Settings
+from gateway.store.outbox import create_mail, list_mail
 from tests.support.factories import PAGE_PASSWORD, create_login, csrf_of, log_in
+from tests.support.smtp import smtp_sink
 
 ENGLISH = {"Accept-Language": "en"}
 
@@ -276,3 +284,64 @@ def test_forms_may_only_lead_to_this_site_and_exact(client: TestClient, settings
     form_action = next(part.strip() for part in csp.split(";") if part.strip().startswith("form-action"))
     assert form_action.split()[1] == "'self'"
     assert set(form_action.split()[2:]) == set(settings.exact_hosts.values())
+
+
+# --- secrets at rest: the outbox -------------------------------------------------------------------------------------
+
+
+def production_settings(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, env="production", public_url="https://testserver", **changes)
+
+
+async def test_in_production_the_outbox_keeps_no_working_reset_link(
+    settings: Settings, engine: AsyncEngine, clean_state: Settings
+) -> None:
+    async with engine.begin() as conn:
+        await create_login(conn, email="reset@shop.test")
+    with (
+        smtp_sink() as (port, received),
+        TestClient(
+            create_app(production_settings(settings, smtp_host="127.0.0.1", smtp_port=port)),
+            base_url="https://testserver",
+            headers=ENGLISH,
+        ) as browser,
+    ):
+        assert post_form(browser, "/forgot", email="reset@shop.test").status_code == 303
+    async with engine.connect() as conn:
+        [stored] = await list_mail(conn)
+    [sent] = received
+    link = re.search(r"https://testserver/reset/[A-Za-z0-9_.=-]+", sent.replace("=\r\n", ""))
+    assert link, sent
+    assert stored.sent
+    assert "/reset/" not in stored.body
+    assert link.group(0).rsplit("/", 1)[1] not in stored.body
+    assert REDACTED in stored.body
+
+
+async def test_in_production_without_smtp_the_link_is_not_kept_either(settings: Settings, engine: AsyncEngine) -> None:
+    await send_mail(
+        engine,
+        production_settings(settings),
+        to="o@shop.test",
+        subject="Reset",
+        body="go to /reset/t0k3n",
+        redact=["t0k3n"],
+    )
+    async with engine.connect() as conn:
+        [stored] = await list_mail(conn)
+    assert "t0k3n" not in stored.body
+
+
+async def test_old_mail_is_purged(engine: AsyncEngine, settings: Settings) -> None:
+    async with engine.begin() as conn:
+        old = await create_mail(conn, to_address="a@shop.test", subject="old", body="old")
+        new = await create_mail(conn, to_address="b@shop.test", subject="new", body="new")
+        await conn.execute(
+            update(tables.outbox_mail)
+            .where(tables.outbox_mail.c.id == old)
+            .values(created_at=utcnow() - timedelta(days=settings.outbox_retention_days, minutes=1))
+        )
+    assert await purge_old_mail(engine, settings) == "deleted 1 mails"
+    async with engine.connect() as conn:
+        assert [m.id for m in await list_mail(conn)] == [new]
+    assert "purge_outbox" in {job.name for job in cron_jobs(settings)}

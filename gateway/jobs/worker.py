@@ -129,6 +129,7 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     from gateway.exact_auth import refresh_idle_exact_tokens
     from gateway.jobs.invoice_numbers import backfill_invoice_numbers
     from gateway.jobs.outbox import purge_outbox
+    from gateway.jobs.outbox import purge_outbox
     from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
     from gateway.jobs.reconcile import reconcile_orders
     from gateway.jobs.retention import prune_history
@@ -150,6 +151,8 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         ),
         # Old notices and attempts of settled orders, in small batches (RETENTION_DAYS, docs/operations.md).
         cron(prune_history, name="prune_history", minute={43}, second={0}, timeout=600, run_at_startup=False),
+        # Mail older than OUTBOX_RETENTION_DAYS leaves the outbox (docs/security.md).
+        cron(purge_outbox, name="purge_outbox", hour={4}, minute={7}, second={0}, run_at_startup=False),
         # Mail older than OUTBOX_RETENTION_DAYS leaves the outbox (docs/security.md).
         cron(purge_outbox, name="purge_outbox", hour={4}, minute={7}, second={0}, run_at_startup=False),
         # Exact refresh tokens die after 30 idle days: renew quiet connections daily (docs/exact.md).

@@ -86,7 +86,7 @@ async def _send_welcome(request: Request, account: accounts.Account, locale: str
     body = request.app.state.templates.get_template("mail/welcome.txt").render(
         _=lambda text, **p: translate(locale, text, **p), dashboard_url=f"{settings.public_url}/", email=account.email
     )
-    subject = translate(locale, "Welcome to your Mijnwebwinkel → Exact Online link")
+    subject = translate(locale, N_("Welcome to your Mijnwebwinkel → Exact Online link"))
     await send_mail(
         request.app.state.engine, settings, to=account.email, subject=subject, body=body, account_id=account.id
     )
@@ -189,14 +189,19 @@ async def _send_reset_link(request: Request, email: str) -> None:
         str(settings.secret_key), account_id=account.id, password_hash=account.password_hash
     )
     locale = account.locale if account.locale in LOCALES else request_locale(request)
+    reset_url = f"{settings.public_url}/reset/{token}"
     body = request.app.state.templates.get_template("mail/reset.txt").render(
-        _=lambda text, **p: translate(locale, text, **p),
-        reset_url=f"{settings.public_url}/reset/{token}",
-        minutes=passwords.RESET_MAX_AGE // 60,
+        _=lambda text, **p: translate(locale, text, **p), reset_url=reset_url, minutes=passwords.RESET_MAX_AGE // 60
     )
     subject = translate(locale, "Choose a new password")
     await send_mail(
-        request.app.state.engine, settings, to=account.email, subject=subject, body=body, account_id=account.id
+        request.app.state.engine,
+        settings,
+        to=account.email,
+        subject=subject,
+        body=body,
+        account_id=account.id,
+        redact=(reset_url, token),
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway import tables
@@ -57,3 +57,9 @@ async def list_mail(conn: AsyncConnection, *, limit: int = 50) -> list[OutboxMai
     c = tables.outbox_mail.c
     rows = (await conn.execute(select(tables.outbox_mail).order_by(c.id.desc()).limit(limit))).all()
     return [OutboxMail.from_row(r) for r in rows]
+
+
+async def purge_mail(conn: AsyncConnection, *, created_before: datetime) -> int:
+    """Delete every mail created before `created_before` (sent or not: an unsent one is never retried); the count."""
+    result = await conn.execute(delete(tables.outbox_mail).where(tables.outbox_mail.c.created_at < created_before))
+    return int(result.rowcount or 0)
