@@ -69,6 +69,10 @@ def describe_failure(error_kind: str | None, params: Mapping[str, Any] | None, l
 # Without its figures (an older row, or a kind whose message names none) a failure shows its kind's summary, so a
 # page never shows the English `last_error` outside the "technical details" disclosure.
 SUMMARIES: dict[str, Message] = {
+    "creating_records": N_(
+        "This big order needs many new items in Exact. They are being created in steps; the order is booked by "
+        "itself once they all exist."
+    ),
     "unmapped_vat": N_(
         "This order has a kind of VAT that has no Exact VAT code yet. Choose its code in the VAT step of the settings; "
         "the order is booked once you save it."

@@ -247,20 +247,19 @@ async def test_a_missing_collective_account_is_a_settings_error(
     assert "collective account 9999" in str(caught.value)
 
 
-async def test_a_customer_is_looked_up_by_lower_case_e_mail_then_as_written(
+async def test_a_customer_is_looked_up_by_lower_case_e_mail_and_as_written_in_one_call(
     exact: ExactClient, exact_api: respx.MockRouter
 ) -> None:
     settings = SETTINGS.replace(insertion_type="sales_entry")
     plan = plan_for("domestic", settings)  # the shop wrote "Jan@Example.nl"
     known = {("gl_account", code): f"gl-{code}" for code in gl_codes_needed(plan, settings)}
     accounts = exact_api.get(f"{BASE}/crm/Accounts").mock(
-        side_effect=[httpx.Response(200, json=d()), httpx.Response(200, json=d({"ID": "acc-jan", "Code": "7"}))]
+        side_effect=[httpx.Response(200, json=d({"ID": "acc-jan", "Code": "7", "Email": "Jan@Example.nl"}))]
     )
     create = exact_api.post(f"{BASE}/crm/Accounts")
     resolution = await resolve_refs(exact, plan, settings, known)
     assert [c.request.url.params["$filter"] for c in accounts.calls] == [
-        "Email eq 'jan@example.nl'",
-        "Email eq 'Jan@Example.nl'",
+        "Email eq 'jan@example.nl' or Email eq 'Jan@Example.nl'",
     ]
     assert resolution.refs.account_id == "acc-jan"
     assert resolution.learned == {("account", "jan@example.nl"): "acc-jan"}

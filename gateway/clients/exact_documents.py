@@ -35,6 +35,8 @@ from gateway.booking import (
 from gateway.booking_documents import Document, ExactRefs, is_gateway_mark
 from gateway.clients.errors import PermanentApiError
 from gateway.clients.exact import ExactAccount, ExactClient, ExactItem
+from gateway.clients.exact_items import CreationBudget, ItemFinder
+from gateway.clients.exact_models import ACCOUNT_FIELDS
 from gateway.clients.exact_odata import odata_quote
 from gateway.store.integrations import IntegrationSettings
 
@@ -287,14 +289,18 @@ async def resolve_refs(
     settings: IntegrationSettings,
     known: Mapping[LinkKey, str],
     gate: LinkGate | None = None,
+    budget: CreationBudget | None = None,
 ) -> Resolution:
     """Account, G/L accounts and items for `plan`: stored links first, then Exact look-ups, creating what the
     settings allow (customers always, items with "create items") under `gate`. Raises BookingError for what must
-    exist. Without a gate nothing is serialised: two concurrent callers may each create the same record."""
-    resolver = _Resolver(client, settings, known, gate or NoGate())
+    exist. Without a gate nothing is serialised: two concurrent callers may each create the same record. Items are
+    found in batches and created within `budget` (exact_items.py): past it, CreationPaused (all created are saved)."""
+    resolver = _Resolver(client, settings, known, gate or NoGate(), ItemFinder(client, budget))
     account_id = await resolver.account(plan.customer)
     gl_accounts = await resolver.gl_accounts(gl_codes_needed(plan, settings))
-    for need in items_needed(plan, settings):
+    needs = items_needed(plan, settings)
+    await resolver.prefetch_items(needs)
+    for need in needs:
         await resolver.item(need, gl_accounts)
     warehouse = await resolver.warehouse(settings.warehouse) if plan.document_type == DIRECT_SALES_INVOICE else ""
     refs = ExactRefs(
@@ -309,9 +315,15 @@ async def resolve_refs(
 
 class _Resolver:
     def __init__(
-        self, client: ExactClient, settings: IntegrationSettings, known: Mapping[LinkKey, str], gate: LinkGate
+        self,
+        client: ExactClient,
+        settings: IntegrationSettings,
+        known: Mapping[LinkKey, str],
+        gate: LinkGate,
+        finder: ItemFinder,
     ) -> None:
         self.client = client
+        self.finder = finder
         self.settings = settings
         self.known = known
         self.gate = gate
@@ -354,11 +366,21 @@ class _Resolver:
         """By e-mail, lower case first (how most accounts hold it), then as the shop wrote it: whether Exact compares
         e-mail case-insensitively is not documented, and a second account for one customer is worse than a call."""
         spellings = list(dict.fromkeys(e for e in (email.strip().lower(), email.strip()) if e))
+        if len(spellings) < 2:
+            return await self.client.find_account_by_email(spellings[0]) if spellings else None
+        # Both spellings in one call; the lower-case one wins when both exist.
+        rows = await self.client.get_all(
+            "crm/Accounts",
+            select=ACCOUNT_FIELDS,
+            filter=" or ".join(f"Email eq {odata_quote(s)}" for s in spellings),
+            top=len(spellings),
+        )
+        accounts = [ExactAccount.from_api(row) for row in rows]
         for spelling in spellings:
-            found = await self.client.find_account_by_email(spelling)
-            if found is not None:
-                return found
-        return None
+            for account in accounts:
+                if account.email == spelling:
+                    return account
+        return accounts[0] if accounts else None
 
     async def warehouse(self, code: str) -> str:
         """The id of the warehouse the settings name by code (or by id)."""
@@ -406,13 +428,13 @@ class _Resolver:
                     self.used.append(item_key)  # another job created it while this one waited
                     self._use_item(need.code, stored, links.get(revenue_key, ""))
                     return
-                item = await self.client.find_item(need.code)
+                item = await self.finder.find(need.code)
                 if item is None:
-                    item = await create_item(self.client, _item_payload(need, gl_accounts))
+                    item = await self.finder.create(need.code, _item_payload(need, gl_accounts))
                 await self._learn_item(need.code, item)
                 await self.gate.save({item_key: self.learned[item_key], revenue_key: self.learned[revenue_key]})
             return
-        item = await self.client.find_item(need.code)
+        item = await self.finder.find(need.code)
         if item is None:
             if need.required:
                 raise BookingError(
@@ -422,6 +444,16 @@ class _Resolver:
             self.learned[revenue_key] = ""  # remembered, so the next order does not look again
             return
         await self._learn_item(need.code, item)
+
+    async def prefetch_items(self, needs: Sequence[ItemNeed]) -> None:
+        """Look up in batches the items no stored link answers (see ItemFinder.prefetch)."""
+        unknown = {
+            need.code: need.creatable
+            for need in needs
+            if not self.known.get(("item", need.code))
+            and (need.required or ("item_revenue", need.code) not in self.known)
+        }
+        await self.finder.prefetch([need.code for need in needs], unknown)
 
     def _use_item(self, code: str, item_id: str, revenue: str) -> None:
         self.items[code] = item_id

@@ -43,9 +43,11 @@ from gateway.clients.exact_documents import (
     own_document,
     resolve_refs,
 )
+from gateway.clients.exact_items import CreationPaused
 from gateway.clients.exact_responses import VENDOR as EXACT
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.clients.redis_gate import redis_gate
+from gateway.clock import Clock
 from gateway.jobs.booking_outcomes import (
     EXACT_REFUSED,
     INVOICE_PROCESSING,
@@ -59,8 +61,9 @@ from gateway.jobs.booking_outcomes import (
     retry_delay,
     retry_later,
 )
+from gateway.jobs.booking_progress import continue_later, creation_budget
 from gateway.logs import bind, log_context
-from gateway.lookups import vat_codes
+from gateway.lookups import sales_journals, vat_codes
 from gateway.queue import enqueue_sync
 from gateway.store import attempts, exact_links, orders
 from gateway.store.attempts import SyncAttempt
@@ -104,6 +107,7 @@ class BookingServices:
     open_shop: Callable[[Integration], Awaitable[OrderReader]]
     redis: Redis
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    clock: Clock | None = None  # times the item step (None: the rate governor's clock)
 
 
 async def sync_order(ctx: dict[str, Any], order_sync_id: int) -> str:
@@ -148,6 +152,8 @@ async def book_order(
         return await give_up(
             services.engine, claim, e.kind, str(e), categories=e.categories, params=e.params, state=e.state
         )
+    except CreationPaused as e:
+        await continue_later(services.engine, claim, e)
     except AuthError as e:
         return await auth_lost(services.engine, claim, e)
     except TransientApiError as e:
@@ -229,7 +235,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         known=known,
     )
     gate = _LinkLocks(services.engine, services.redis, integration.id)
-    resolution = await resolve_refs(exact, plan, settings, known, gate)
+    resolution = await resolve_refs(exact, plan, settings, known, gate, creation_budget(exact, services.clock))
     attempt.used_links, attempt.learned = resolution.used, resolution.learned
     document = build_document(plan, settings, resolution.refs, mark=mark)
     attempt.summary = summarize(document)
@@ -246,7 +252,8 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
 async def _plan(
     services: BookingServices, attempt: BookingAttempt, exact: ExactClient, order: MwwOrder
 ) -> booking.BookingPlan:
-    """The booking plan, checked against the rates of the Exact VAT codes it maps to (cached look-up)."""
+    """The booking plan, checked against the rates of the Exact VAT codes it maps to and the currencies its journal
+    takes (cached look-ups)."""
     integration = attempt.integration
     codes = await vat_codes(engine=services.engine, client=exact, integration_id=integration.id)
     return plan_booking(
@@ -256,7 +263,22 @@ async def _plan(
         home_country=integration.shop_country or "NL",
         credited_reference=await _credited_reference(services, exact, order, integration.id),
         vat_rates={code.code: code.percent for code in codes},
+        journal=await _journal_currency(services, exact, attempt),
     )
+
+
+async def _journal_currency(
+    services: BookingServices, exact: ExactClient, attempt: BookingAttempt
+) -> booking.JournalCurrency | None:
+    """The configured sales journal's currency rule, None when the document has no journal or Exact did not say."""
+    code = attempt.settings.journal_code.strip()
+    if attempt.settings.insertion_type == booking.SALES_ORDER or not code:
+        return None
+    journals = await sales_journals(engine=services.engine, client=exact, integration_id=attempt.integration.id)
+    journal = next((j for j in journals if j.code == code), None)
+    if journal is None or journal.currency is None or journal.allows_other_currencies is None:
+        return None
+    return booking.JournalCurrency(code, journal.currency, journal.allows_other_currencies)
 
 
 def link_lock_name(integration_id: int, kind: str, key: str) -> str:
