@@ -1,13 +1,17 @@
 """The Exact Online OAuth 2.0 authorization-code flow without the routes: authorize URL, signed state, token requests.
 
 `state` is signed with SECRET_KEY (itsdangerous), expires after 10 minutes, and carries a nonce that the session
-also holds; the callback pops the nonce, so a state works once and only in the browser session that started it.
+also holds; the callback pops the nonce, so a state works only in the browser session that started it. The server
+keeps each state's nonce in Redis too (keyed by an HMAC, bound to the account and the integration, expiring with the
+state) and the callback takes it with GETDEL: a state works once even when an old copy of the cookie is replayed.
 Tokens never appear in an exception, a log line or a page (docs/exact.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from urllib.parse import urlencode
 
 import httpx
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from redis.asyncio import Redis
 
 from gateway.clients.errors import AuthError, PermanentApiError, RateLimitedError, TransientApiError
 from gateway.clients.exact_responses import VENDOR, RateLimitHeaders, error_message
@@ -80,15 +85,35 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(str(settings.secret_key), salt=STATE_SALT)
 
 
-def new_state(settings: Settings, session: dict[str, Any], *, integration_id: int, country: str) -> str:
-    """Sign a fresh state and remember its nonce in the session (replacing any earlier one)."""
+def _state_key(settings: Settings, nonce: str) -> str:
+    digest = hmac.new(str(settings.secret_key).encode(), f"oauth-state:{nonce}".encode(), hashlib.sha256)
+    return f"exact:oauth:state:{digest.hexdigest()[:32]}"
+
+
+async def new_state(
+    settings: Settings, session: dict[str, Any], redis: Redis, *, account_id: int, integration_id: int, country: str
+) -> str:
+    """Sign a fresh state, remember its nonce in the session (replacing any earlier one) and on the server."""
     nonce = secrets.token_urlsafe(16)
     session[SESSION_NONCE] = nonce
+    await redis.set(_state_key(settings, nonce), f"{account_id}:{integration_id}", ex=STATE_MAX_AGE)
     return str(_serializer(settings).dumps({"i": integration_id, "c": country, "n": nonce}))
 
 
-def check_state(settings: Settings, session: dict[str, Any], state: str | None) -> OAuthState:
-    """Verify signature, age and session binding; the session's nonce is consumed whatever the outcome."""
+async def check_state(
+    settings: Settings, session: dict[str, Any], redis: Redis, state: str | None, *, account_id: int | None
+) -> OAuthState:
+    """Verify signature, age, session binding and single use on the server (for this account and integration).
+    The session's nonce and the server's record are consumed whatever the outcome."""
+    checked = _check_signed_state(settings, session, state)
+    used = await redis.getdel(_state_key(settings, checked.nonce))
+    owner = used.decode() if isinstance(used, bytes) else used
+    if owner is None or owner != f"{account_id}:{checked.integration_id}":
+        raise StateError(N_("This connection attempt was already used or started in another browser session."))
+    return checked
+
+
+def _check_signed_state(settings: Settings, session: dict[str, Any], state: str | None) -> OAuthState:
     expected = session.pop(SESSION_NONCE, None)
     if not state:
         raise StateError(N_("The answer from Exact Online carried no state."))

@@ -25,7 +25,7 @@ from gateway import exact_oauth, tables
 from gateway.auth import login_session
 from gateway.crypto import Cipher
 from gateway.db import create_engine
-from gateway.exact_oauth import STATE_SALT
+from gateway.exact_oauth import STATE_SALT, StateError, check_state, new_state
 from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import EXACT_COUNTRIES, Settings
 from gateway.store.integrations import Integration, create_integration, get_integration_or_raise
@@ -231,6 +231,34 @@ def test_a_replayed_callback_is_refused(
     again = web.get(callback)
     assert_clear_failure(again, "already used")
     assert len(token_requests(exact_sandboxes)) == 1
+
+
+def test_a_used_state_is_refused_even_with_the_cookie_from_before_the_callback(
+    web: TestClient, owner: tuple[int, int], exact_sandboxes: dict[str, tuple[Any, str]]
+) -> None:
+    """The state is single-use on the server: replaying it with a copy of the earlier cookie and a fresh code from
+    Exact connects nothing."""
+    authorize = start(web, owner[1])
+    before_callback = web.cookies["gw_session"]
+    assert web.get(consent(authorize)).status_code == 303
+    web.cookies.set("gw_session", before_callback)
+    again = web.get(consent(authorize))  # the same state, a fresh authorization code
+    assert_clear_failure(again, "already used")
+    assert len(token_requests(exact_sandboxes)) == 1
+
+
+async def test_a_state_is_single_use_and_bound_to_its_account(settings: Settings, redis: Any) -> None:
+    session: dict[str, Any] = {}
+    state = await new_state(settings, session, redis, account_id=7, integration_id=3, country="nl")
+    with pytest.raises(StateError):
+        await check_state(settings, session, redis, state, account_id=8)  # another account's session
+    session = {}
+    state = await new_state(settings, session, redis, account_id=7, integration_id=3, country="nl")
+    copied = dict(session)
+    checked = await check_state(settings, session, redis, state, account_id=7)
+    assert (checked.integration_id, checked.country) == (3, "nl")
+    with pytest.raises(StateError):
+        await check_state(settings, copied, redis, state, account_id=7)  # a replay with a copy of the session
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.auth import require_integration
+from gateway.auth import current_account_id, require_integration
 from gateway.clients.errors import ApiError, AuthError
 from gateway.csrf import verify_csrf
 from gateway.exact_auth import complete_connection, forget_connection
@@ -77,7 +77,14 @@ async def connect(request: Request) -> Response:
             error=N_("This gateway has no Exact Online app registered yet (EXACT_CLIENT_ID). Ask the operator."),
             status_code=400,
         )
-    state = new_state(settings, request.session, integration_id=integration.id, country=country)
+    state = await new_state(
+        settings,
+        request.session,
+        request.app.state.arq,
+        account_id=integration.account_id,
+        integration_id=integration.id,
+        country=country,
+    )
     return RedirectResponse(authorize_url(settings, country=country, state=state), status_code=303)
 
 
@@ -86,7 +93,9 @@ async def callback(request: Request) -> Response:
     app = request.app.state
     params = request.query_params
     try:
-        state = check_state(app.settings, request.session, params.get("state"))
+        state = await check_state(
+            app.settings, request.session, app.arq, params.get("state"), account_id=current_account_id(request)
+        )
     except StateError as e:
         return _failed(request, N_("%(reason)s Start connecting again from the gateway.", reason=e.message))
     async with app.engine.connect() as conn:
