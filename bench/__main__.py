@@ -11,6 +11,7 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "webhook_intake": "bench.webhook_intake",
     "booking": "bench.booking",
+    "big_order": "bench.big_order",
     "governor": "bench.governor",
     "poller": "bench.poller",
     "retention": "bench.retention",
