@@ -41,6 +41,7 @@ CREDIT_SALES_ORDER = "credit_sales_order"
 NEGATIVE_SALES_ORDER = "negative_sales_order"
 VAT_CODE_RATE = "vat_code_rate"  # a VAT amount on a code whose rate does not produce it; resumes when mapped
 VAT_CONTRADICTION = "vat_contradiction"  # the order says no VAT is due, yet charges VAT
+CURRENCY = "currency"  # the order's currency is one the configured journal does not take; resumes when it does
 VAT_TOLERANCE = Decimal("0.01")  # per line: the shop rounds each line's VAT, Exact the code's VAT per line
 # Exact holds a document that may be this order's but is not proof of it (jobs stop the order as `needs_review`).
 UNMARKED_DOCUMENT = "unmarked_document"
@@ -177,13 +178,16 @@ def plan_booking(
     home_country: str,
     credited_reference: str = "",
     vat_rates: Mapping[str, Decimal] | None = None,
+    journal: JournalCurrency | None = None,
 ) -> BookingPlan:
     """Check `order` against the configuration and split it into Exact lines; raise BookingError when it cannot be
     booked (unmapped VAT category, totals that do not add up, VAT the order's own data or the mapped VAT code's rate
     contradict, a credit order as sales order, missing settings). `vat_rates` are the Exact VAT codes' rates in
-    percent by code; a code without a known rate is left to Exact."""
+    percent by code; a code without a known rate is left to Exact. `journal` says which currencies the configured
+    journal takes (None: unknown, left to Exact)."""
     document_type = settings.insertion_type
     _check_settings(order, settings)
+    check_currency(order, journal)
     check_vat_strategy(order)
     categories = {}
     for line in order.lines:
@@ -241,6 +245,35 @@ def _check_settings(order: MwwOrder, settings: IntegrationSettings) -> None:
         raise BookingError(SETTINGS, "choose the warehouse for direct sales invoices in the settings")
     if not order.lines:
         raise BookingError(TOTALS_MISMATCH, f"order {order.number} has no order lines to book")
+
+
+@dataclass(frozen=True)
+class JournalCurrency:
+    """The configured sales journal's currency rule (Exact Journals.Currency, AllowVariableCurrency)."""
+
+    code: str
+    currency: str
+    allows_other_currencies: bool
+
+
+def check_currency(order: MwwOrder, journal: JournalCurrency | None) -> None:
+    """Every document type books in the order's currency (header Currency, FC amounts; docs/booking.md); a journal
+    that takes only its own currency cannot hold another, so such an order is refused before anything is sent."""
+    if journal is None or journal.allows_other_currencies or not journal.currency:
+        return
+    if order.currency.upper() == journal.currency.upper():
+        return
+    raise BookingError(
+        CURRENCY,
+        f"order {order.number} is in {order.currency}, but sales journal {journal.code} books only {journal.currency}; "
+        f"allow other currencies on journal {journal.code} in Exact (or choose a journal that does), then retry",
+        params={
+            "order": order.number,
+            "currency": order.currency,
+            "journal": journal.code,
+            "journal_currency": journal.currency,
+        },
+    )
 
 
 def check_vat_strategy(order: MwwOrder) -> None:

@@ -46,7 +46,10 @@ REASONS: dict[str, Message | tuple[Message, ...]] = {
         "Order %(order)s says no VAT is due (%(strategy)s) but charges %(vat)s VAT. Correct the order in the shop, "
         "then retry it."
     ),
-    "currency": N_("Order %(order)s is in %(currency)s; %(reason)s Book it by hand in Exact or ignore it."),
+    "currency": N_(
+        "Order %(order)s is in %(currency)s, but sales journal %(journal)s books only %(journal_currency)s. Allow "
+        "other currencies on journal %(journal)s in Exact, or choose a journal that does, then retry the order."
+    ),
 }
 
 
@@ -139,7 +142,10 @@ SUMMARIES: dict[str, Message] = {
     "vat_contradiction": N_(
         "The order says no VAT is due but charges VAT. Correct the order in the shop, then retry it."
     ),
-    "currency": N_("This order is in a currency the gateway does not book. Book it by hand in Exact or ignore it."),
+    "currency": N_(
+        "This order is in a currency the chosen sales journal does not take. Allow other currencies on the journal in "
+        "Exact, or choose a journal that does, then retry the order."
+    ),
 }
 UNKNOWN_FAILURE = N_("This order could not be booked. Retry it, or send it to support with the details below.")
 _FIGURE = re.compile(r"%\((\w+)\)s")

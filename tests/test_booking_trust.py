@@ -714,3 +714,61 @@ def test_an_item_takes_the_articles_text_not_the_lines() -> None:
     plan = plan_booking(MwwOrder.from_api(data), settings, mappings, home_country="NL")
     [shirt] = [need for need in items_needed(plan, settings) if need.code == "TS-BLUE"]
     assert (shirt.vat_code, shirt.gl_code, shirt.description) == ("2", "8000", "T-shirt blauw")
+
+
+# ---------------------------------------------------------------- foreign currencies
+
+
+@pytest.mark.parametrize("document_type", list(ENTITY))
+async def test_a_gbp_order_is_booked_in_pounds_on_every_document_type(
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    sandbox: Sandbox,
+    lenient_shop: dict,
+    document_type: str,
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox, BOOKING.replace(insertion_type=document_type))
+    order = serve(lenient_shop, "gbp", "5301")
+    sync_id = await queue(engine, integration, "5301")
+    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    assert result.startswith("booked"), result
+    [document] = sandbox.documents(ENTITY[document_type])
+    assert document["Currency"] == "GBP"
+    total = document["AmountFC"]
+    if document_type == "sales_order":  # a sales order's AmountFC is excl. VAT
+        total += sum(line["VATAmount"] for line in document["SalesOrderLines"])
+    assert total == Decimal(order["price"]["total"])
+
+
+async def test_a_journal_that_takes_only_euros_refuses_a_gbp_order_before_anything_is_sent(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    journals = sandbox.app.state.sandbox.divisions[DIVISION].rows["Journals"]
+    next(j for j in journals if j["Code"] == "70")["AllowVariableCurrency"] = False
+    serve(lenient_shop, "gbp", "5302")
+    sync_id = await queue(engine, integration, "5302")
+    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    stopped = await row(engine, sync_id)
+    assert (stopped.state, stopped.error_kind) == ("failed", "currency")
+    assert stopped.error_params == {"order": "5302", "currency": "GBP", "journal": "70", "journal_currency": "EUR"}
+    assert sandbox.documents("SalesEntries") == []
+
+
+async def test_the_sandbox_refuses_a_currency_its_journal_does_not_take(sandbox: Sandbox) -> None:
+    from gateway.clients.errors import PermanentApiError
+
+    journals = sandbox.app.state.sandbox.divisions[DIVISION].rows["Journals"]
+    next(j for j in journals if j["Code"] == "70")["AllowVariableCurrency"] = False
+    [customer] = await sandbox.exact.get_all("crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1)
+    [gl] = await sandbox.exact.get_all("financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1)
+    entry = {
+        "Journal": "70",
+        "Customer": customer["ID"],
+        "Currency": "GBP",
+        "SalesEntryLines": [{"GLAccount": gl["ID"], "AmountFC": 10, "VATCode": "2"}],
+    }
+    with pytest.raises(PermanentApiError, match="journal 70 does not allow currency GBP"):
+        await sandbox.exact.post("salesentry/SalesEntries", entry)
+    assert (await sandbox.exact.post("salesentry/SalesEntries", {**entry, "Currency": "EUR"}))["Currency"] == "EUR"

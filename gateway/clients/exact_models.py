@@ -142,18 +142,26 @@ class ExactGLAccount:
 
 @dataclass(frozen=True)
 class ExactJournal:
+    """`currency` is the journal's default; when `allows_other_currencies` is False it is the only one it takes
+    (Journals.AllowVariableCurrency). None: not known (a cached list from before these were read)."""
+
     code: str
     description: str
     type: int | None
     is_blocked: bool
+    currency: str | None = None
+    allows_other_currencies: bool | None = None
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> ExactJournal:
+        variable = data.get("AllowVariableCurrency")
         return cls(
             code=_text(data, "Code", required=True),
             description=_text(data, "Description"),
             type=_int(data, "Type"),
             is_blocked=bool(data.get("IsBlocked")),
+            currency=_text(data, "Currency").upper() or None,
+            allows_other_currencies=None if variable is None else bool(variable),
         )
 
 
@@ -239,7 +247,7 @@ VAT_FIELDS = (
     "Charged",
 )
 GL_FIELDS = ("ID", "Code", "Description", "Type", "IsBlocked")
-JOURNAL_FIELDS = ("Code", "Description", "Type", "IsBlocked")
+JOURNAL_FIELDS = ("Code", "Description", "Type", "IsBlocked", "Currency", "AllowVariableCurrency")
 ITEM_GROUP_FIELDS = ("ID", "Code", "Description", "GLRevenue", "IsDefault")
 ITEM_FIELDS = ("ID", "Code", "Description", "GLRevenue", "SalesVatCode", "ItemGroup")
 ACCOUNT_FIELDS = ("ID", "Code", "Name", "Email", "Status")

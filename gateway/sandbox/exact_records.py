@@ -135,10 +135,20 @@ def _vat_line(state: DivisionState, line: Mapping[str, Any], amount: Decimal | N
     return {"VATCode": vat["Code"] if vat else None, "VATPercentage": percentage, "VATAmountFC": given or computed}
 
 
+def _journal_currency(journal: Mapping[str, Any] | None, payload: Mapping[str, Any], p: _Problems) -> None:
+    """Journals.Currency is "the only currency that can be used" when AllowVariableCurrency is false (entities)."""
+    if journal is None or journal.get("AllowVariableCurrency") is not False:
+        return
+    currency = str(payload.get("Currency") or journal.get("Currency") or "").upper()
+    if currency != journal.get("Currency"):
+        p.add(f"Currency: journal {journal['Code']} does not allow currency {currency}")
+
+
 def _sales_entry(state: DivisionState, payload: Mapping[str, Any], now: dt.datetime, p: _Problems) -> dict[str, Any]:
     journal = _reference(state, "Journals", "Code", payload.get("Journal"), "Journal", p)
     if journal is not None and journal["Type"] != 20:
         p.add("Invalid: Journal (not a sales journal)")
+    _journal_currency(journal, payload, p)
     _reference(state, "Accounts", "ID", payload.get("Customer"), "Customer", p)
     _reference(state, "PaymentConditions", "Code", payload.get("PaymentCondition"), "PaymentCondition", p)
     lines = []
@@ -203,6 +213,7 @@ def _sales_invoice(state: DivisionState, payload: Mapping[str, Any], now: dt.dat
     journal = _reference(state, "Journals", "Code", payload.get("Journal"), "Journal", p)
     if journal is not None and journal["Type"] != 20:
         p.add("Invalid: Journal (not a sales journal)")
+    _journal_currency(journal, payload, p)
     for name in ("OrderedBy", "InvoiceTo", "DeliverTo"):
         _reference(state, "Accounts", "ID", payload.get(name), name, p)
     lines = _invoice_lines(state, payload.get("SalesInvoiceLines") or [], p)

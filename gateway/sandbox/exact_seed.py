@@ -106,7 +106,15 @@ def seed_division(seed: DivisionSeed) -> dict[str, list[dict[str, Any]]]:
             for c, d, t, b in _GL
         ],
         "Journals": [
-            {"ID": stable_id(code, "journal", c), "Code": c, "Description": d, "Type": t, "IsBlocked": False}
+            {
+                "ID": stable_id(code, "journal", c),
+                "Code": c,
+                "Description": d,
+                "Type": t,
+                "IsBlocked": False,
+                "Currency": "EUR",
+                "AllowVariableCurrency": t == 20,  # sales journals take other currencies; tests may switch it off
+            }
             for c, d, t in _JOURNALS
         ],
         "PaymentConditions": [
