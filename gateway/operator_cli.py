@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.operator_accounts import add_account_commands
 from gateway.operator_books import add_books_commands
 from gateway.operator_console import EPILOG
 from gateway.operator_integrations import add_integration_commands
@@ -25,6 +26,7 @@ def add_operator_commands(sub: Any) -> None:
     add_key_commands(_group(sub, "keys", "encryption keys of stored secrets"))
     add_report_commands(_group(sub, "report", "reports for billing"))
     add_books_commands(_group(sub, "books", "check a month's books: every shop order against Exact Online"))
+    add_account_commands(_group(sub, "accounts", "customer accounts: end an account's login sessions"))
 
 
 def _group(sub: Any, name: str, help_text: str) -> Any:

@@ -24,8 +24,9 @@ from starlette.testclient import TestClient
 
 from gateway import login_limits, tables
 from gateway.app import create_app
-from gateway.cli import uvicorn_options
+from gateway.cli import EXIT_FAILURE, EXIT_OK, uvicorn_options
 from gateway.clock import utcnow
+from gateway.db import create_engine
 from gateway.jobs.outbox import purge_old_mail
 from gateway.jobs.worker import cron_jobs
 from gateway.local_redis import free_port
@@ -33,7 +34,8 @@ from gateway.mail import REDACTED, send_mail
 from gateway.passwords import PasswordWork, hash_password
 from gateway.settings import Settings
 from gateway.store.outbox import create_mail, list_mail
-from tests.support.factories import PAGE_PASSWORD, create_login, csrf_of, log_in
+from tests.support.environment import run_in_thread
+from tests.support.factories import PAGE_PASSWORD, create_login, csrf_of, log_in, run_cli
 from tests.support.smtp import smtp_sink
 
 ENGLISH = {"Accept-Language": "en"}
@@ -78,6 +80,29 @@ async def test_logging_out_ends_a_copied_cookie_too(
         assert posted.headers["location"].startswith("/login")
     assert await count_rows(engine, tables.account) == 1
     assert await count_rows(engine, tables.login_session) == 0
+
+
+def test_the_operator_ends_every_session_of_an_account(
+    client: TestClient, settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def arrange() -> None:
+        engine = create_engine(settings.database_url)
+        async with engine.begin() as conn:
+            await create_login(conn, email="lost-laptop@shop.test")
+            await create_login(conn, email="bystander@shop.test")
+        await engine.dispose()
+
+    run_in_thread(arrange())
+    log_in(client, "lost-laptop@shop.test")
+    with TestClient(create_app(settings), base_url="http://testserver", headers=ENGLISH) as other:
+        log_in(other, "bystander@shop.test")
+        assert run_cli(settings, ["accounts", "end-sessions", "Lost-Laptop@shop.test"]) == EXIT_OK
+        assert "ended 1 session(s)" in capsys.readouterr().err
+        ended = client.get("/account", follow_redirects=False)
+        assert ended.headers["location"].startswith("/login")
+        assert "Your session has ended" in client.get(ended.headers["location"]).text
+        assert other.get("/account", follow_redirects=False).status_code == 200  # other accounts stay logged in
+    assert run_cli(settings, ["accounts", "end-sessions", "nobody@shop.test"]) == EXIT_FAILURE
 
 
 async def test_the_session_cookie_is_opaque(client: TestClient, engine: AsyncEngine) -> None:
