@@ -58,3 +58,14 @@ async def enqueue_sync(
         _defer_by=defer,
     )
     return job is not None
+
+
+BOOKS_CHECK = "books_check"
+
+
+async def enqueue_books_check(pool: ArqRedis, *, integration_id: int, month: str, mail: bool = False) -> bool:
+    """Enqueue the books check of one month (gateway/jobs/books_check.py); False when it is already queued."""
+    job = await pool.enqueue_job(
+        BOOKS_CHECK, integration_id, month, mail, _job_id=f"{BOOKS_CHECK}:{integration_id}:{month}"
+    )
+    return job is not None

@@ -9,6 +9,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.routes import (
     account,
+    books_check,
     dashboard,
     exact_oauth,
     history,
@@ -33,6 +34,7 @@ def build_routes(settings: Settings) -> list[BaseRoute]:
         *sandbox_outbox.routes,
         *dashboard.routes,
         *history.routes,
+        *books_check.routes,
         *setup.routes,
         *setup_exact.routes,
         *setup_review.routes,

@@ -51,6 +51,7 @@ class IntegrationSettings:
     warehouse: str = ""
     initial_export_start: str = ""
     completed_steps: tuple[str, ...] = ()  # set-up wizard steps saved as done (routes/setup.py)
+    books_check_monthly: bool = False  # check last month's books on the 1st and mail the headline (books check)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> IntegrationSettings:

@@ -124,7 +124,9 @@ class BooksMonth:
 
 
 @contextlib.asynccontextmanager
-async def books_month(engine: AsyncEngine, redis: ArqRedis, settings: Settings) -> AsyncIterator[BooksMonth]:
+async def books_month(
+    engine: AsyncEngine, redis: ArqRedis, settings: Settings, *, account_id: int | None = None
+) -> AsyncIterator[BooksMonth]:
     """Both sandboxes behind one HTTP client, and an integration booking sales entries into journal 70."""
     fast = dataclasses.replace(
         settings,
@@ -139,7 +141,8 @@ async def books_month(engine: AsyncEngine, redis: ArqRedis, settings: Settings) 
     cipher = Cipher(fast.encryption_keys)
     async with httpx.AsyncClient(mounts=mounts) as http:
         async with engine.begin() as conn:
-            integration = await create_sandbox_integration(conn, exact_app=exact_app, cipher=cipher)
+            owner = {"account_id": account_id} if account_id else {}
+            integration = await create_sandbox_integration(conn, exact_app=exact_app, cipher=cipher, **owner)
         ctx = {"engine": engine, "settings": fast, "cipher": cipher, "http": http, "redis": redis}
         yield BooksMonth(
             settings=fast,
