@@ -25,6 +25,7 @@ from gateway.db import create_engine
 from gateway.logs import bind, log_context
 from gateway.metrics import JOB_DURATION, REDIS_RECONNECTS, job_name, serve_worker_metrics
 from gateway.queue import (
+    BOOKS_CHECK,
     QUEUE_DEFAULT,
     QUEUE_PRIORITY,
     SYNC_ORDER,
@@ -111,6 +112,7 @@ def functions() -> list[Function | Any]:
     """Every job function the worker runs. Listed explicitly; nothing registers itself on import."""
     from arq.worker import func
 
+    from gateway.jobs.books_check import MAX_TRIES as BOOKS_CHECK_TRIES, books_check
     from gateway.jobs.initial_export import RUN_INITIAL_EXPORT, run_initial_export
     from gateway.jobs.poll import POLL_JOB_TIMEOUT, POLL_SHOP, poll_shop
     from gateway.jobs.sync_order import JOB_MAX_TRIES, sync_order
@@ -120,6 +122,8 @@ def functions() -> list[Function | Any]:
         func(run_initial_export, name=RUN_INITIAL_EXPORT, max_tries=10),
         # No result kept, so the job id is free for the next round; a crashed round is the scheduler's to repeat.
         func(poll_shop, name=POLL_SHOP, max_tries=1, keep_result=0, timeout=POLL_JOB_TIMEOUT),
+        # A month's books check (docs/books-check.md); no result kept, so "check again" can queue it at once.
+        func(books_check, name=BOOKS_CHECK, max_tries=BOOKS_CHECK_TRIES, keep_result=0, timeout=3600),
     ]
 
 
@@ -127,8 +131,8 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
     from arq.cron import cron
 
     from gateway.exact_auth import refresh_idle_exact_tokens
+    from gateway.jobs.books_check import schedule_books_checks
     from gateway.jobs.invoice_numbers import backfill_invoice_numbers
-    from gateway.jobs.outbox import purge_outbox
     from gateway.jobs.outbox import purge_outbox
     from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
     from gateway.jobs.reconcile import reconcile_orders
@@ -153,10 +157,10 @@ def cron_jobs(settings: Settings) -> list[CronJob]:
         cron(prune_history, name="prune_history", minute={43}, second={0}, timeout=600, run_at_startup=False),
         # Mail older than OUTBOX_RETENTION_DAYS leaves the outbox (docs/security.md).
         cron(purge_outbox, name="purge_outbox", hour={4}, minute={7}, second={0}, run_at_startup=False),
-        # Mail older than OUTBOX_RETENTION_DAYS leaves the outbox (docs/security.md).
-        cron(purge_outbox, name="purge_outbox", hour={4}, minute={7}, second={0}, run_at_startup=False),
         # Exact refresh tokens die after 30 idle days: renew quiet connections daily (docs/exact.md).
         cron(refresh_idle_exact_tokens, name="refresh_idle_exact_tokens", hour={3}, minute={17}, run_at_startup=False),
+        # Last month's books check for owners who asked for it, on the 1st (UTC 05:30, after the Dutch month ended).
+        cron(schedule_books_checks, name="schedule_books_checks", day={1}, hour={5}, minute={30}, second={0}),
     ]
 
 
