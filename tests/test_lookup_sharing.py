@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,9 +19,18 @@ from gateway import lookups, tables
 from gateway.booking import SETTINGS, BookingError
 from gateway.clients.exact import ExactClient
 from gateway.clock import utcnow
+from gateway.jobs.sync_order import book_order
 from gateway.settings import Settings
 from gateway.store import exact_links
+from tests.support.booking_sandbox import (
+    SANDBOX_BOOKING,
+    BookingSandbox,
+    open_booking_sandbox,
+    sandbox_integration,
+    sandbox_services,
+)
 from tests.support.factories import create_active_integration
+from tests.support.fake_exact import queued_order, serve_orders
 
 DIVISION = 123456
 CODES = ["8000", "8010", "8020", "8030", "8040", "8050", "8060", "8070"]
@@ -128,3 +138,37 @@ async def test_a_found_warehouse_becomes_a_stored_link(
         )
         assert found == warehouse
     assert route.call_count == 1
+
+
+@pytest.fixture
+async def booking_sandbox(settings: Settings) -> AsyncIterator[BookingSandbox]:
+    async with open_booking_sandbox(settings) as box:
+        yield box
+
+
+@pytest.mark.parametrize("jobs", [pytest.param(6, id="6-jobs")])
+async def test_concurrent_booking_jobs_of_one_administration_share_the_gl_look_up(
+    engine: AsyncEngine,
+    fast_settings: Settings,
+    redis: Redis,
+    booking_sandbox: BookingSandbox,
+    mww_api: respx.MockRouter,
+    jobs: int,
+) -> None:
+    booking = SANDBOX_BOOKING.replace(insertion_type="sales_entry", costs_gl_account="8040")
+    integration = await sandbox_integration(engine, fast_settings, booking_sandbox, booking=booking)
+    services = sandbox_services(engine, fast_settings, redis, booking_sandbox)
+    shop = serve_orders(mww_api)
+    ids = [await queued_order(engine, shop, integration, "domestic", number=str(6100 + n)) for n in range(jobs)]
+    before = len(booking_sandbox.state.calls)
+    results = await asyncio.gather(*(book_order(services, sync_id) for sync_id in ids))
+    assert all(r.startswith("booked") for r in results), results
+    gl_gets = [c for c in booking_sandbox.state.calls[before:] if (c.method, c.path) == ("GET", "financial/GLAccounts")]
+    assert len(gl_gets) == 1  # five codes (8000, 8010, 8040, 8050, 8060), one batched look-up for all six jobs
+    async with engine.connect() as conn:
+        stored = await exact_links.get_links(
+            conn,
+            integration_id=integration.id,
+            keys=[("gl_account", c) for c in ("8000", "8010", "8040", "8050", "8060")],
+        )
+    assert len(stored) == 5
