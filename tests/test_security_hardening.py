@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
@@ -370,3 +370,23 @@ async def test_old_mail_is_purged(engine: AsyncEngine, settings: Settings) -> No
     async with engine.connect() as conn:
         assert [m.id for m in await list_mail(conn)] == [new]
     assert "purge_outbox" in {job.name for job in cron_jobs(settings)}
+
+
+# --- webhook intake: unknown keys -------------------------------------------------------------------------------------
+
+
+def test_a_repeated_unknown_webhook_key_costs_one_query(client: TestClient) -> None:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = client.app.state.engine.sync_engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        url = f"/webhooks/mijnwebwinkel/{'u' * 40}"
+        answers = [client.post(url, json={"order_number": "1", "status": 2}).status_code for _ in range(20)]
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert answers == [404] * 20
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1

@@ -28,6 +28,7 @@ from gateway.untrusted_json import JsonRejected, parse_json
 
 SIGNATURE_TOLERANCE_SECONDS = 5 * 60
 LOOKUP_TTL_SECONDS = 5.0
+UNKNOWN_TTL_SECONDS = 5.0  # an unknown key is remembered as unknown this long: a flood of it costs one query
 MAX_STATUS = 2**31 - 1  # the status column is a 32-bit integer
 LOOKUP_CACHE_SIZE = 10_000
 _KEY = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
@@ -87,19 +88,24 @@ def _require_json_content_type(request: Request) -> None:
 
 async def _integration_and_secret(request: Request, key: str) -> tuple[Integration, str | None]:
     """The shop behind a URL key and its signing secret, remembered for a few seconds per process (so a rotated or
-    removed key stops working within LOOKUP_TTL_SECONDS). Unknown keys are never remembered."""
+    removed key stops working within LOOKUP_TTL_SECONDS). Unknown keys are remembered as unknown for
+    UNKNOWN_TTL_SECONDS, apart from the known ones, so a flood of unknown keys never evicts a shop."""
     if not _KEY.match(key):
         raise NoticeRejected(404, "unknown webhook URL")
-    cache: dict[str, tuple[float, Integration, str | None]] | None = getattr(request.app.state, "webhook_shops", None)
-    if cache is None:
-        cache = request.app.state.webhook_shops = {}
+    cache: dict[str, tuple[float, Integration, str | None]] = _process_cache(request, "webhook_shops")
+    unknown: dict[str, float] = _process_cache(request, "webhook_unknown")
     key_hash, now = hash_webhook_key(key), time.monotonic()
     hit = cache.get(key_hash)
     if hit is not None and hit[0] > now:
         return hit[1], hit[2]
+    if unknown.get(key_hash, 0.0) > now:
+        raise NoticeRejected(404, "unknown webhook URL")
     async with request.app.state.engine.connect() as conn:
         integration = await get_integration_by_webhook_key(conn, webhook_key=key)
         if integration is None:
+            if len(unknown) >= LOOKUP_CACHE_SIZE:
+                unknown.clear()
+            unknown[key_hash] = now + UNKNOWN_TTL_SECONDS
             raise NoticeRejected(404, "unknown webhook URL")
         stored = await credentials.get_credential(
             conn,
@@ -112,6 +118,14 @@ async def _integration_and_secret(request: Request, key: str) -> tuple[Integrati
     secret = None if stored is None else stored.secret
     cache[key_hash] = (now + LOOKUP_TTL_SECONDS, integration, secret)
     return integration, secret
+
+
+def _process_cache(request: Request, name: str) -> dict[str, Any]:
+    found: dict[str, Any] | None = getattr(request.app.state, name, None)
+    if found is None:
+        found = {}
+        setattr(request.app.state, name, found)
+    return found
 
 
 def _verify_signature(request: Request, body: bytes, secret: str, *, now: float | None = None) -> None:
