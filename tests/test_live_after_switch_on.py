@@ -1,18 +1,32 @@
 """Live is live: an order that reaches a selected status after switch-on is a live order (its invoice is e-mailed
 when the settings say so), whatever the initial export read of it before; an order the export queued stays one."""
 
+from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
+import respx
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import pipeline
 from gateway.booking_documents import finalize_payload
+from gateway.jobs.sync_order import book_order
+from gateway.settings import Settings
 from gateway.store import orders
 from gateway.store.integrations import Integration, IntegrationSettings
 from gateway.store.orders import OrderSync
+from tests.support.booking_sandbox import (
+    PLAIN_DIVISION,
+    SANDBOX_BOOKING,
+    BookingSandbox,
+    open_booking_sandbox,
+    sandbox_integration,
+    sandbox_services,
+)
+from tests.support.environment import load_payload
 from tests.support.factories import create_active_integration
+from tests.support.fake_exact import serve_orders
 
 SENDING = IntegrationSettings(
     selected_statuses=(2, 3),
@@ -107,3 +121,35 @@ async def test_a_live_order_is_not_turned_into_an_export_order_by_a_later_export
     sync = await row(engine, integration, live.order_sync_id)
     assert (sync.state, sync.initial_export) == ("queued", False)
     assert sends(integration, sync)
+
+
+@pytest.fixture
+async def booking_sandbox(settings: Settings) -> AsyncIterator[BookingSandbox]:
+    async with open_booking_sandbox(settings) as box:
+        yield box
+
+
+async def test_the_job_e_mails_the_invoice_of_an_order_paid_after_switch_on_but_not_one_the_export_queued(
+    engine: AsyncEngine,
+    fast_settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    mww_api: respx.MockRouter,
+) -> None:
+    booking = SANDBOX_BOOKING.replace(insertion_type="sales_invoice", invoice_status="final", send_invoice=True)
+    integration = await sandbox_integration(engine, fast_settings, booking_sandbox, booking=booking)
+    services = sandbox_services(engine, fast_settings, redis, booking_sandbox)
+    shop = serve_orders(mww_api)
+    for number in ("9101", "9102"):
+        shop[number] = {**load_payload("order_domestic"), "number": number}
+    await notice(engine, redis, integration, "9101", 1, "initial_export")  # read while still "new"
+    live = await notice(engine, redis, integration, "9101", 2, "poller")  # paid after switch-on
+    exported = await notice(engine, redis, integration, "9102", 2, "initial_export")  # paid before switch-on
+    live_result = await book_order(services, int(live.order_sync_id or 0))
+    export_result = await book_order(services, int(exported.order_sync_id or 0))
+    assert live_result.startswith("booked"), live_result
+    assert "e-mailed to the customer" in live_result
+    assert export_result.startswith("booked"), export_result
+    assert "e-mailed" not in export_result
+    printed = booking_sandbox.division(PLAIN_DIVISION).rows["PrintedSalesInvoices"]
+    assert sorted(bool(p["SendEmailToCustomer"]) for p in printed) == [False, True]
