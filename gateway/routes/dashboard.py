@@ -33,7 +33,7 @@ from gateway.store import orders
 from gateway.store.integrations import Integration, create_integration, list_integrations, update_integration
 
 PENDING_STATES = ("queued", "booking", "retrying")
-ATTENTION_STATES = ("failed", "needs_attention")
+ATTENTION_STATES = ("failed", "needs_attention", "needs_review")
 
 
 async def load_integration(request: Request, conn: AsyncConnection) -> Integration:

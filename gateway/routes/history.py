@@ -38,7 +38,7 @@ STATE_FILTERS: dict[str, tuple[str, ...]] = {
     "failed": ("failed",),
     "needs_attention": ("needs_attention",),
     "needs_review": ("needs_review",),
-    "attention": ("failed", "needs_attention"),  # the dashboard's "need your attention"
+    "attention": ("failed", "needs_attention", "needs_review"),  # the dashboard's "need your attention"
     "skipped": ("skipped",),
     "ignored": ("ignored",),
 }

@@ -34,7 +34,10 @@ async def support(request: Request) -> Response:
         account = await require_account(request, conn)
         integration = await load_integration(request, conn)
         failures, _ = await orders.list_syncs(
-            conn, integration_id=integration.id, states=("failed", "needs_attention", "retrying"), limit=RECENT_FAILURES
+            conn,
+            integration_id=integration.id,
+            states=("failed", "needs_attention", "needs_review", "retrying"),
+            limit=RECENT_FAILURES,
         )
     if request.method == "POST":
         form = Form(await verify_csrf(request))

@@ -20,7 +20,7 @@ from gateway.crypto import Cipher, DecryptionError
 from gateway.store.orders import OrderSync
 
 PENDING_STATES = ("queued", "booking", "retrying")
-PROBLEM_STATES = ("failed", "needs_attention")
+PROBLEM_STATES = ("failed", "needs_attention", "needs_review")
 STATE_ALIASES = {"pending": PENDING_STATES, "problems": PROBLEM_STATES}
 # The connection states that need the shop owner: Exact consent withdrawn or expired, shop token refused.
 CONNECTION_PROBLEMS = {"exact_connection": ("reconnect_needed",), "shop_connection": ("error",)}
