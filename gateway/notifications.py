@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.booking_reasons import failure_message
 from gateway.clock import utcnow
+from gateway.i18n import DEFAULT_LOCALE, LOCALES, N_, NP_, Message, translate
 from gateway.mail import send_mail
 from gateway.settings import Settings
 from gateway.store.operator import DigestCandidate, claim_digest, list_digest_candidates, list_new_problems
@@ -29,31 +31,24 @@ FIRST_LOOKBACK = timedelta(hours=24)  # before the first digest, problems this r
 CONNECTION_REMINDER = timedelta(hours=24)
 ORDERS_LISTED = 20
 
-TEXT = {
-    "en": {
-        "subject": "Action needed: {name}",
-        "intro": "The gateway between your Mijnwebwinkel shop and Exact Online needs your attention ({name}).",
-        "exact": "The connection to Exact Online has to be renewed: Exact no longer accepts it. Until you "
-        "connect again, no orders are booked. Reconnect here:",
-        "shop": "Mijnwebwinkel refused the shop token, so no new orders are picked up. Check the connection here:",
-        "orders": "{count} order(s) could not be booked:",
-        "more": "... and {count} more.",
-        "fix": "See why and retry them here:",
-        "footer": "You receive at most one of these messages per hour, and only when something is new.",
-    },
-    "nl": {
-        "subject": "Actie nodig: {name}",
-        "intro": "De koppeling tussen je Mijnwebwinkel-winkel en Exact Online heeft je aandacht nodig ({name}).",
-        "exact": "De verbinding met Exact Online moet vernieuwd worden: Exact accepteert haar niet meer. Tot je "
-        "opnieuw verbindt, worden er geen orders geboekt. Verbind hier opnieuw:",
-        "shop": "Mijnwebwinkel weigerde de winkeltoken, dus nieuwe orders komen niet binnen. Controleer de "
-        "verbinding hier:",
-        "orders": "{count} order(s) konden niet geboekt worden:",
-        "more": "... en nog {count}.",
-        "fix": "Bekijk waarom en probeer ze opnieuw:",
-        "footer": "Je krijgt hooguit één zo'n bericht per uur, en alleen als er iets nieuws is.",
-    },
-}
+# The digest's sentences, from the catalogues in the owner's language (gateway/locales).
+SUBJECT = N_("Action needed: %(name)s")
+INTRO = N_("The gateway between your Mijnwebwinkel shop and Exact Online needs your attention (%(name)s).")
+EXACT_CONSENT = N_(
+    "The connection to Exact Online has to be renewed: Exact no longer accepts it. Until you connect again, no orders "
+    "are booked. Reconnect here:"
+)
+SHOP_REFUSED = N_("Mijnwebwinkel refused the shop token, so no new orders are picked up. Check the connection here:")
+FIX = N_("See why and retry them here:")
+FOOTER = N_("You receive at most one of these messages per hour, and only when something is new.")
+
+
+def _orders_not_booked(total: int) -> Message:
+    return NP_("%(n)s order could not be booked:", "%(n)s orders could not be booked:", total)
+
+
+def _more(count: int) -> Message:
+    return NP_("... and %(n)s more.", "... and %(n)s more.", count)
 
 
 @dataclass(frozen=True)
@@ -80,26 +75,27 @@ def compose_digest(
     total: int,
     connection: bool,
 ) -> Digest:
-    """The digest mail in the owner's language. Order lines hold number, customer, and the readable error."""
-    text = TEXT.get(candidate.locale, TEXT["nl"])
+    """The digest mail in the owner's language. Order lines hold number, customer, and the failure's sentence."""
+    locale = candidate.locale if candidate.locale in LOCALES else DEFAULT_LOCALE
     links = fix_links(settings, candidate.integration_id, problems)
     name = candidate.name or candidate.shop_name or f"#{candidate.integration_id}"
-    parts = [text["intro"].format(name=name)]
+    parts = [translate(locale, INTRO, name=name)]
     if connection and candidate.exact_needs_consent:
-        parts.append(f"{text['exact']}\n{links['exact']}")
+        parts.append(f"{translate(locale, EXACT_CONSENT)}\n{links['exact']}")
     if connection and candidate.shop_refused:
-        parts.append(f"{text['shop']}\n{links['shop']}")
+        parts.append(f"{translate(locale, SHOP_REFUSED)}\n{links['shop']}")
     if problems:
-        lines = [text["orders"].format(count=total)]
+        lines = [translate(locale, _orders_not_booked(total))]
         for sync in problems:
-            error = (sync.last_error or sync.error_kind or sync.state).replace("\n", " ")[:200]
+            error = translate(locale, failure_message(sync.error_kind, sync.error_params, sync.last_error))
             lines.append(f"- {sync.order_number} ({sync.customer_name or '-'}): {error}")
         if total > len(problems):
-            lines.append(text["more"].format(count=total - len(problems)))
-        lines.append(f"{text['fix']}\n{links['orders']}")
+            lines.append(translate(locale, _more(total - len(problems))))
+        lines.append(f"{translate(locale, FIX)}\n{links['orders']}")
         parts.append("\n".join(lines))
-    parts.append(text["footer"])
-    return Digest(candidate.account_email, text["subject"].format(name=name), "\n\n".join(parts), candidate.account_id)
+    parts.append(translate(locale, FOOTER))
+    subject = translate(locale, SUBJECT, name=name)
+    return Digest(candidate.account_email, subject, "\n\n".join(parts), candidate.account_id)
 
 
 def _connection_due(candidate: DigestCandidate, *, now: datetime, new_orders: bool) -> bool:

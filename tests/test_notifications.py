@@ -73,9 +73,11 @@ async def test_failed_orders_send_one_digest_with_the_errors_and_a_link_to_fix(
     [(to, subject, body)] = await outbox(engine)
     assert to == "owner@shop.test"
     assert subject == "Action needed: Bakery"
-    assert "2 order(s) could not be booked" in body
-    assert "- 1001 (Jan Jansen): VAT code V21 unknown" in body
-    assert "- 1002 (Jan Jansen): Journal 70 does not exist" in body
+    assert "2 orders could not be booked" in body
+    # The failure's sentence from the catalogue, never the stored English detail.
+    assert "- 1001 (Jan Jansen): This order could not be booked." in body
+    assert "- 1002 (Jan Jansen): This order could not be booked." in body
+    assert "Journal 70 does not exist" not in body
     assert f"http://testserver/integrations/{integration.id}/history?state=failed" in body
     async with engine.connect() as conn:
         notified = (
@@ -139,7 +141,8 @@ async def test_digest_is_in_the_owners_language(engine: AsyncEngine, settings: S
 
     [(_, subject, body)] = await outbox(engine)
     assert subject == "Actie nodig: Bakery"
-    assert "1 order(s) konden niet geboekt worden" in body
+    assert "1 bestelling kon niet geboekt worden" in body
+    assert "- 1001 (Jan Jansen): Deze bestelling kon niet geboekt worden." in body
 
 
 async def test_no_digest_without_problems_old_problems_or_unfinished_setup(
@@ -214,7 +217,7 @@ async def test_needs_attention_orders_link_to_their_own_history_filter(engine: A
     assert await send_digests(engine, settings) == 1
 
     [(_, _, body)] = await outbox(engine)
-    assert "- 77 (-): map VAT category OSS-DE-19" in body
+    assert "- 77 (-): This order has a kind of VAT that has no Exact VAT code yet." in body
     assert f"/integrations/{integration.id}/history?state=needs_attention" in body
 
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from gateway import wizard
 from gateway.booking import BookingError, BookingPlan, gl_codes_needed, items_needed, plan_booking
+from gateway.booking_reasons import failure_message
 from gateway.clients.errors import ApiError
 from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
@@ -87,7 +88,7 @@ async def setup_test(request: Request) -> Response:
             order, integration.settings, context["mappings"], home_country=integration.shop_country or "NL"
         )
     except BookingError as e:
-        context["test"] = {"order": order, "refused": str(e)}
+        context["test"] = {"order": order, "refused": failure_message(e.kind, e.params, str(e)), "detail": str(e)}
         return render(request, "setup/review.html", context)
     context["test"] = {"order": order, "plan": plan, "missing": await _missing_in_exact(request, integration, plan)}
     return render(request, "setup/review.html", context)
@@ -135,7 +136,7 @@ async def _missing_in_exact(request: Request, integration: Integration, plan: Bo
             if need.required and not need.creatable and await client.find_item(need.code) is None:
                 missing.append(N_("Item %(code)s", code=need.code))
     except BookingError as e:
-        missing.append(N_("%(problem)s", problem=str(e)))
+        missing.append(failure_message(e.kind, e.params, str(e)))
     except (LookupFailed, ApiError) as e:
         logger.info("exact checks of the test order for integration %s skipped: %s", integration.id, e)
     return missing
