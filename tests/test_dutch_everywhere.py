@@ -45,7 +45,7 @@ def kind_cases() -> Iterator[Any]:
         yield pytest.param(kind, None, id=f"{kind}-without-figures")
     for kind, found in REASONS.items():
         for n, template in enumerate((found,) if isinstance(found, Message) else found):
-            figures = {name: "7" for name in PLACEHOLDER.findall(template.text)}
+            figures = dict.fromkeys(PLACEHOLDER.findall(template.text), "7")
             yield pytest.param(kind, figures, id=f"{kind}-{n}")
     yield pytest.param("a_kind_nobody_named", None, id="unknown-kind")
 
