@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "governor": "bench.governor",
     "poller": "bench.poller",
     "retention": "bench.retention",
+    "books_check": "bench.books_check",
 }
 
 
