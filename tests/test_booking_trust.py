@@ -772,3 +772,50 @@ async def test_the_sandbox_refuses_a_currency_its_journal_does_not_take(sandbox:
     with pytest.raises(PermanentApiError, match="journal 70 does not allow currency GBP"):
         await sandbox.exact.post("salesentry/SalesEntries", entry)
     assert (await sandbox.exact.post("salesentry/SalesEntries", {**entry, "Currency": "EUR"}))["Currency"] == "EUR"
+
+
+# ---------------------------------------------------------------- long orders
+
+
+def long_order(number: str, lines: int) -> dict[str, Any]:
+    """A long order in the live shape: amounts as JSON numbers with float noise, rates as numbers and strings."""
+    data = copy.deepcopy(load_payload("order_domestic"))
+    data["number"] = number
+    orderlines, total, vat = [], Decimal(0), {Decimal(21): Decimal(0), Decimal(9): Decimal(0)}
+    for i in range(lines):
+        rate = Decimal(21) if i % 3 else Decimal(9)
+        incl = Decimal(199 + 37 * i) / 100
+        excl = incl / (1 + rate / 100)
+        orderlines.append(
+            {
+                "id": f"long-{i}",
+                "type": "article",
+                "quantity": (i % 4) + 1,
+                "description": f"Artikel {i}",
+                "price": {
+                    "amount": float(round(excl, 6)),
+                    "amount_including_tax": float(incl) + 1e-13,  # what a float-summing shop sends
+                    "rate": float(rate) if i % 2 else f"{rate:.2f}",
+                },
+                "articles": [{"id": 1000 + i, "description": f"Artikel {i}", "sku": f"LONG-{i}"}],
+            }
+        )
+        total += incl
+        vat[rate] += incl - (excl.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP"))
+    data["orderlines"] = orderlines
+    data["price"] = {"tax": [{"rate": float(r), "amount": float(v)} for r, v in vat.items()], "total": float(total)}
+    return data
+
+
+async def test_a_long_order_with_float_noise_everywhere_books_once_to_the_cent(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+) -> None:
+    integration = await shop_integration(engine, settings, sandbox)
+    lenient_shop["7001"] = data = long_order("7001", 150)
+    sync_id = await queue(engine, integration, "7001")
+    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    assert result.startswith("booked"), result
+    [entry] = sandbox.documents("SalesEntries")
+    assert len(entry["SalesEntryLines"]) == 150
+    assert entry["AmountFC"] == Decimal(str(data["price"]["total"])).quantize(Decimal("0.01"))
+    assert (await row(engine, sync_id)).order_total == f"{entry['AmountFC']:.2f}"
