@@ -84,10 +84,10 @@ def booking_mark(integration_id: int, order_number: str) -> str:
     return mark
 
 
-def is_gateway_mark(reference: str) -> bool:
-    """Whether a PaymentReference has the shape of a mark (of any integration): "<order>/MW<base 36>"."""
+def is_gateway_mark(reference: str, *, order_number: str) -> bool:
+    """Whether a PaymentReference is a mark of some integration for `order_number`: "<order>/MW<base 36>"."""
     order, separator, marker = reference.strip().rpartition(MARK_SEPARATOR)
-    return bool(order and separator and marker) and all(c in _BASE36 for c in marker)
+    return order == order_number.strip() and bool(separator and marker) and all(c in _BASE36 for c in marker)
 
 
 def build_document(plan: BookingPlan, settings: IntegrationSettings, refs: ExactRefs, *, mark: str) -> Document:

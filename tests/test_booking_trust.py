@@ -819,3 +819,36 @@ async def test_a_long_order_with_float_noise_everywhere_books_once_to_the_cent(
     assert len(entry["SalesEntryLines"]) == 150
     assert entry["AmountFC"] == Decimal(str(data["price"]["total"])).quantize(Decimal("0.01"))
     assert (await row(engine, sync_id)).order_total == f"{entry['AmountFC']:.2f}"
+
+
+@pytest.mark.parametrize(
+    ("references", "outcome"),
+    [
+        pytest.param(["6101/MW7"], "adopt", id="own-mark"),
+        pytest.param(["6101/MW8"], None, id="another-integrations-mark"),
+        pytest.param(["6101/MW8", "6101/MW7"], "adopt", id="own-among-others"),
+        pytest.param(["6101/MW7", "6101/MW7"], "duplicate_mark", id="own-mark-twice"),
+        pytest.param([""], "unmarked_document", id="no-payment-reference"),
+        pytest.param(["6101"], "unmarked_document", id="order-number-only"),
+        pytest.param(["9999/MW8"], "unmarked_document", id="a-mark-for-another-order"),
+        pytest.param(["6101/MW-7"], "unmarked_document", id="not-a-mark"),
+        pytest.param([], None, id="nothing"),
+    ],
+)
+def test_only_this_orders_mark_is_proof(references: list[str], outcome: str | None) -> None:
+    from gateway.booking import BookingError
+    from gateway.clients.exact_documents import ExactDocument, own_document
+
+    documents = [
+        ExactDocument("sales_entry", f"id-{i}", f"2670{i:04d}", None, "6101", reference)
+        for i, reference in enumerate(references)
+    ]
+    mark = booking_mark(7, "6101")
+    if outcome in (None, "adopt"):
+        found = own_document(documents, order_number="6101", mark=mark)
+        assert (found.payment_reference if found else None) == (mark if outcome else None)
+        return
+    with pytest.raises(BookingError) as caught:
+        own_document(documents, order_number="6101", mark=mark)
+    assert (caught.value.kind, caught.value.state) == (outcome, "needs_review")
+    assert caught.value.params["order"] == "6101"

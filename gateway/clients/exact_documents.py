@@ -145,7 +145,7 @@ def own_document(documents: Sequence[ExactDocument], *, order_number: str, mark:
         return own[0]
     if len(own) > 1:
         raise NeedsReview(order_number, own, marked=True)
-    unmarked = [d for d in documents if not is_gateway_mark(d.payment_reference)]
+    unmarked = [d for d in documents if not is_gateway_mark(d.payment_reference, order_number=order_number)]
     if unmarked:
         raise NeedsReview(order_number, unmarked, marked=False)
     return None
