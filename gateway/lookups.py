@@ -12,6 +12,7 @@ refusals (a 404/403 from an endpoint this administration does not offer) are rem
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -60,6 +61,8 @@ GATE_LEASE = 60.0
 GATE_WAIT = 30.0
 
 T = TypeVar("T")
+# Reads of a list in flight in this process, by (engine, integration, kind): see `_cached`.
+_IN_FLIGHT: dict[tuple[int, int, str], asyncio.Future[Any]] = {}
 _KIND_MAX = 40  # lookup_cache.kind
 
 
@@ -106,6 +109,20 @@ async def _cached(
             cached = await read_lookup(conn, integration_id=integration_id, kind=kind)
         if cached is not None:
             return [_decode(model, item) for item in cached]
+    # Single flight: concurrent jobs of one administration in this process share one read of a list not cached yet.
+    key = (id(engine), integration_id, kind)
+    flight = _IN_FLIGHT.get(key)
+    if flight is None or refresh:
+        flight = asyncio.ensure_future(_fetch_and_store(engine, integration_id=integration_id, kind=kind, fetch=fetch))
+        _IN_FLIGHT[key] = flight
+        flight.add_done_callback(lambda done: _IN_FLIGHT.pop(key) if _IN_FLIGHT.get(key) is done else None)
+    # Shielded: a waiter cancelled (its job's timeout) does not cancel the read the others wait for.
+    return list(await asyncio.shield(flight))
+
+
+async def _fetch_and_store(
+    engine: AsyncEngine, *, integration_id: int, kind: str, fetch: Callable[[], Awaitable[list[T]]]
+) -> list[T]:
     # Read Exact outside any transaction: a slow answer must not hold a database lock.
     records = await fetch()
     async with engine.begin() as conn:

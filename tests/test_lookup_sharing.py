@@ -29,6 +29,7 @@ from tests.support.booking_sandbox import (
     sandbox_integration,
     sandbox_services,
 )
+from tests.support.environment import load_payload
 from tests.support.factories import create_active_integration
 from tests.support.fake_exact import queued_order, serve_orders
 
@@ -172,3 +173,28 @@ async def test_concurrent_booking_jobs_of_one_administration_share_the_gl_look_u
             keys=[("gl_account", c) for c in ("8000", "8010", "8040", "8050", "8060")],
         )
     assert len(stored) == 5
+
+
+async def test_concurrent_jobs_share_one_read_of_a_list_not_cached_yet(
+    engine: AsyncEngine, settings: Settings, http: httpx.AsyncClient, exact_api: respx.MockRouter
+) -> None:
+    answered = asyncio.Event()
+
+    async def vat_codes(request: httpx.Request) -> httpx.Response:
+        await answered.wait()  # every job asks before the first answer comes
+        return httpx.Response(200, json={"d": {"results": load_payload("exact_vatcodes")["d"]["results"]}})
+
+    route = exact_api.get(path=f"/api/v1/{DIVISION}/vat/VATCodes").mock(side_effect=vat_codes)
+    shop = await integration_id(engine)
+    jobs = [
+        asyncio.create_task(lookups.vat_codes(engine=engine, client=client(settings, http), integration_id=shop))
+        for _ in range(5)
+    ]
+    await asyncio.sleep(0.05)
+    answered.set()
+    lists = await asyncio.gather(*jobs)
+    assert route.call_count == 1
+    assert all(codes == lists[0] for codes in lists)
+    assert lists[0]
+    await lookups.vat_codes(engine=engine, client=client(settings, http), integration_id=shop)  # cached now
+    assert route.call_count == 1
