@@ -10,6 +10,7 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "webhook_intake": "bench.webhook_intake",
+    "login_load": "bench.login_load",
     "booking": "bench.booking",
     "big_order": "bench.big_order",
     "governor": "bench.governor",

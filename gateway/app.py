@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.engine = create_engine(settings.database_url)
         app.state.arq = await create_arq_pool(settings.redis_url)
         app.state.http = http_client()
+        app.state.passwords = PasswordWork(settings.password_hash_concurrency)
         if settings.is_dev:
             logger.warning(
                 "DEV MODE: generated secrets under ./var/, SQLite at %s; never use this in production",
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> Starlette:
         try:
             yield
         finally:
+            app.state.passwords.close()
             await app.state.http.aclose()
             await app.state.arq.aclose()
             await app.state.engine.dispose()
@@ -138,7 +140,6 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.cipher = Cipher(settings.encryption_keys)
-    app.state.passwords = PasswordWork(settings.password_hash_concurrency)
     app.state.limit_keys = LimitKeys(str(settings.secret_key))
     app.state.templates = create_templates()
     return app

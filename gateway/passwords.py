@@ -2,17 +2,23 @@
 
 Nothing here logs or returns a password; a wrong password and a malformed hash both verify as False. A hash costs
 about a quarter of a second of CPU, so the web process never runs one on its event loop: routes use `PasswordWork`,
-which runs them in worker threads (argon2-cffi releases the GIL) at most `limit` at a time.
+a pool of `limit` threads (argon2-cffi releases the GIL) whose OS priority is lowered, so under a flood of logins the
+event loop still gets the CPU first and /healthz and webhooks stay fast (bench/login_load.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -53,26 +59,55 @@ def spend_verify_time(password: str) -> None:
     verify_password(_dummy_hash(), password)
 
 
+T = TypeVar("T")
+HASHING_NICENESS = 10  # hashing threads yield the CPU to the event loop (Linux: niceness is per thread)
+
+
+def _lower_priority() -> None:
+    """Thread initializer: argon2's own lane threads are created from here and inherit the niceness."""
+    if hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
 class PasswordWork:
-    """Hashing and verifying off the event loop, with a concurrency cap: beyond `limit` hashes at once, callers wait
-    their turn (without blocking the loop), so a flood of logins slows logins only, never /healthz or webhooks."""
+    """Hashing and verifying off the event loop in a pool of `limit` low-priority threads: beyond `limit` hashes
+    at once callers wait their turn (without blocking the loop), so a flood of logins slows logins only."""
 
     def __init__(self, limit: int) -> None:
-        self._limiter = CapacityLimiter(max(1, limit))
+        self.limit = max(1, limit)
+        self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="argon2", initializer=_lower_priority)
+        self._running = 0
+        self._lock = threading.Lock()
+
+    async def _run(self, function: Callable[..., T], *args: str) -> T:
+        def counted() -> T:
+            with self._lock:
+                self._running += 1
+            try:
+                return function(*args)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, counted)
 
     async def hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(hash_password, password, limiter=self._limiter)
+        return await self._run(hash_password, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
-        return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=self._limiter)
+        return await self._run(verify_password, password_hash, password)
 
     async def spend_verify_time(self, password: str) -> None:
-        await anyio.to_thread.run_sync(spend_verify_time, password, limiter=self._limiter)
+        await self._run(spend_verify_time, password)
 
     @property
     def busy(self) -> int:
         """Hashes running now (for tests and metrics)."""
-        return int(self._limiter.borrowed_tokens)
+        return self._running
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 RESET_MAX_AGE = 60 * 60  # a reset link works for one hour
