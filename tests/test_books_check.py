@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -190,3 +191,40 @@ async def test_the_cli_exits_1_when_the_books_differ(
     with pytest.raises(SystemExit) as refused:
         build_parser().parse_args(["books", "check", "--integration", "1", "--month", "2026-13"])
     assert refused.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("insertion_type", "entity", "lines", "vat_field"),
+    [
+        pytest.param("sales_invoice", "SalesInvoices", "SalesInvoiceLines", "VATAmountFC", id="sales-invoices"),
+        pytest.param("sales_order", "SalesOrders", "SalesOrderLines", "VATAmount", id="sales-orders"),
+    ],
+)
+async def test_invoices_and_orders_are_read_from_their_bulk_endpoints(
+    engine: AsyncEngine,
+    redis: ArqRedis,
+    settings: Settings,
+    insertion_type: str,
+    entity: str,
+    lines: str,
+    vat_field: str,
+) -> None:
+    async with books_month(engine, redis, settings, insertion_type=insertion_type) as box:
+        for number in (7101, 7102):
+            box.add_order(number)
+            await box.book(number)
+        changed = box.entry(7102, entity=entity)[lines][0]
+        changed[vat_field] = Decimal(str(changed.get(vat_field) or changed["VATAmountFC"])) + Decimal("0.02")
+        changed["VATAmountFC"] = changed[vat_field]
+        calls_before = len(box.exact_app.state.sandbox.calls)
+
+        outcome = await run_books_check(box.books, integration_id=box.integration.id, month=MONTH)
+
+    (finding,) = outcome.report.findings
+    assert (finding.kind, finding.order_number, finding.total_cents) == (Kind.AMOUNT_DIFFERENCE, "7102", 2)
+    assert list(finding.vat_cents.values()) == [2]
+    assert outcome.report.headline.documents == 2
+    paths = [c.path for c in box.exact_app.state.sandbox.calls[calls_before:]]
+    assert paths == [
+        f"bulk/{'SalesInvoice' if entity == 'SalesInvoices' else 'SalesOrder'}/{p}" for p in (entity, lines)
+    ]

@@ -21,8 +21,8 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.booking import DIRECT_SALES_INVOICE, SALES_ENTRY, SALES_INVOICE, SALES_ORDER
-from gateway.booking_documents import is_gateway_mark
 from gateway.books_check.findings import ZERO, ExactBooking, rate_key
+from gateway.books_check.matcher import mark_parts
 from gateway.books_check.period import Month
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import MAX_IDS_PER_LOOK_UP
@@ -158,7 +158,7 @@ async def read_documents(
     headers: list[Mapping[str, Any]] = []
     async for page in client.iter_pages(spec.path, select=select, filter=filter_, before_page=before_page):
         headers.extend(page)
-    marked = [_text(h.get(spec.id_field)).lower() for h in headers if is_gateway_mark(_text(h.get("PaymentReference")))]
+    marked = [_text(h.get(spec.id_field)).lower() for h in headers if mark_parts(_text(h.get("PaymentReference")))]
     lines = await _read_lines(client, spec, marked, before_page)
     return [_document(document_type, spec, header, lines) for header in headers if _text(header.get(spec.id_field))]
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from gateway.booking_documents import MARK_SEPARATOR, booking_mark, is_gateway_mark
+from gateway.booking import BookingError
+from gateway.booking_documents import MARK_SEPARATOR, booking_mark
 from gateway.books_check.findings import (
     ZERO,
     ExactBooking,
@@ -35,13 +36,24 @@ from gateway.books_check.findings import (
 CHANGE_GRACE = timedelta(minutes=10)
 
 
+def mark_parts(payment_reference: str) -> tuple[str, int] | None:
+    """(order number, integration id) of a PaymentReference that is a gateway mark, else None. A reference counts
+    only when `booking_mark` of what it names gives it back exactly: the mark is defined once, there."""
+    reference = payment_reference.strip()
+    order, separator, marker = reference.rpartition(MARK_SEPARATOR)
+    if not (order and separator and marker):
+        return None
+    try:
+        integration_id = int(marker, 36)
+        return (order, integration_id) if booking_mark(integration_id, order) == reference else None
+    except (ValueError, BookingError):  # not base 36, not a positive id, or too long to be a mark
+        return None
+
+
 def mark_order(integration_id: int, payment_reference: str) -> str | None:
     """The order number a PaymentReference marks for this integration, or None when it is not this one's mark."""
-    reference = payment_reference.strip()
-    if not is_gateway_mark(reference):
-        return None
-    order = reference.rpartition(MARK_SEPARATOR)[0]
-    return order if booking_mark(integration_id, order) == reference else None
+    parts = mark_parts(payment_reference)
+    return parts[0] if parts is not None and parts[1] == integration_id else None
 
 
 def _sum_vat(items: Iterable[VatByRate]) -> dict[Decimal, Decimal]:

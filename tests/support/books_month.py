@@ -30,7 +30,7 @@ from gateway.sandbox.exact_seed import DIVISIONS
 from gateway.sandbox.mijnwebwinkel import create_mww_sandbox
 from gateway.sandbox.mww_seed import DOMESTIC_LINES, JAN, SANDBOX_PARTNER_TOKEN, Line, SandboxOrder, SandboxShop
 from gateway.settings import Settings
-from gateway.store.integrations import Integration
+from gateway.store.integrations import Integration, get_integration_or_raise, save_settings
 from tests.support.factories import create_sandbox_integration
 
 MONTH = Month(2026, 10)
@@ -96,10 +96,10 @@ class BooksMonth:
         assert result.startswith("booked"), result
         return sync_id
 
-    def entry(self, number: int, *, integration_id: int | None = None) -> dict[str, Any]:
-        """The sales entry in the sandbox Exact that carries the order's mark (this integration's, by default)."""
-        mark = booking_mark(integration_id or self.integration.id, str(number))
-        found = [e for e in self.division.rows["SalesEntries"] if e.get("PaymentReference") == mark]
+    def entry(self, number: int, *, entity: str = "SalesEntries") -> dict[str, Any]:
+        """The document in the sandbox Exact that carries the order's mark (a sales entry, by default)."""
+        mark = booking_mark(self.integration.id, str(number))
+        found = [e for e in self.division.rows[entity] if e.get("PaymentReference") == mark]
         assert len(found) == 1, found
         return found[0]
 
@@ -125,7 +125,12 @@ class BooksMonth:
 
 @contextlib.asynccontextmanager
 async def books_month(
-    engine: AsyncEngine, redis: ArqRedis, settings: Settings, *, account_id: int | None = None
+    engine: AsyncEngine,
+    redis: ArqRedis,
+    settings: Settings,
+    *,
+    account_id: int | None = None,
+    insertion_type: str = "sales_entry",
 ) -> AsyncIterator[BooksMonth]:
     """Both sandboxes behind one HTTP client, and an integration booking sales entries into journal 70."""
     fast = dataclasses.replace(
@@ -143,6 +148,12 @@ async def books_month(
         async with engine.begin() as conn:
             owner = {"account_id": account_id} if account_id else {}
             integration = await create_sandbox_integration(conn, exact_app=exact_app, cipher=cipher, **owner)
+            if insertion_type != "sales_entry":  # documents with items: made as the shop sells them
+                booking = integration.settings.replace(
+                    insertion_type=insertion_type, create_items=True, shipping_item="VERZEND"
+                )
+                await save_settings(conn, integration_id=integration.id, settings=booking)
+                integration = await get_integration_or_raise(conn, integration_id=integration.id)
         ctx = {"engine": engine, "settings": fast, "cipher": cipher, "http": http, "redis": redis}
         yield BooksMonth(
             settings=fast,
