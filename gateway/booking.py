@@ -32,6 +32,7 @@ DESCRIPTION_MAX = 60  # Exact cuts item and line descriptions at 60 characters
 
 # Error kinds: orders failed for one kind resume together when its cause is fixed (jobs/sync_order.resume_orders).
 UNMAPPED_VAT = "unmapped_vat"
+VAT_NOT_USED = "vat_not_used"
 MISSING_SKU = "missing_sku"
 MISSING_ITEM = "missing_item"
 MISSING_GL = "missing_gl"
@@ -196,7 +197,11 @@ def plan_booking(
                 order, price.rate, home_country=home_country, eu_consumer_vat=settings.eu_consumer_vat
             )
             categories[(line.id, price.rate)] = rate_category
-    unmapped = sorted({c for c in categories.values() if not (mappings.get(c) and mappings[c].vat_code)})
+    unmapped = sorted({c for c in categories.values() if not (mappings.get(c) and mappings[c].usable)})
+    not_used = [c for c in unmapped if mappings.get(c) and mappings[c].not_used]
+    if not_used:  # the owner said the shop never sells in this category: refuse readably, resume once mapped
+        message = f"VAT category {not_used[0]} is marked as not used; choose its VAT code in the settings"
+        raise BookingError(VAT_NOT_USED, message, categories=tuple(unmapped), params={"category": not_used[0]})
     if unmapped:
         names = ", ".join(unmapped)
         raise BookingError(

@@ -16,6 +16,7 @@ from gateway.store.integrations import (
     EU_VAT_MODES,
     INSERTION_TYPES,
     INVOICE_STATUSES,
+    NOT_USED,
     Integration,
     IntegrationSettings,
     VatMapping,
@@ -64,21 +65,62 @@ def vat_category_label(category: str) -> Message:
     return N_("%(country)s %(rate)s %%", country=country, rate=rate)
 
 
+# Words Exact administrations use in VAT code and revenue account descriptions (Dutch and English charts).
+EXPORT_WORDS = ("export", "buiten de eu", "outside the eu", "non-eu")
+ICP_WORDS = ("icp", "intracommunautair", "intra-community", "binnen de eu", "within the eu", "eu b2b")
+OSS_WORDS = ("oss", "unieregeling", "one-stop", "one stop")
+
+
+def _mentions(text: str, words: Sequence[str]) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in words)
+
+
 def suggest_vat_code(category: str, codes: Sequence[ExactVatCode]) -> str:
-    """A likely Exact VAT code for a category (the owner confirms it): same rate, and for OSS the same country."""
+    """The administration's best match for a category (the owner confirms it), or "" when it has none: a sales
+    code, not blocked, of the same rate; for OSS of the same country; export and intra-EU by their EU listing and
+    description (ICP listing "L"; export is a 0 % code that says so)."""
     country, rate = category_country_rate(category)
-    if category in (EU_B2B, EXPORT):
-        listing = "N" if category == EXPORT else "L"
-        matches = [c for c in codes if c.percentage == 0 and not c.oss_country and c.eu_sales_listing == listing]
+    usable = [c for c in codes if c.is_sales and not c.is_blocked]
+    if category == EU_B2B:
+        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing == "L"]
+        matches.sort(key=lambda c: (not _mentions(c.description, ICP_WORDS), c.type != "B", c.code))
+    elif category == EXPORT:
+        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing != "L"]
+        matches.sort(key=lambda c: (not _mentions(c.description, EXPORT_WORDS), c.charged, c.code))
     else:
         matches = [
             c
-            for c in codes
+            for c in usable
             if str(c.percent) == rate and (c.oss_country == country if is_oss(category) else not c.oss_country)
         ]
-    # Prefer VAT-excluding codes: the gateway books net amounts with the VAT beside them.
-    matches.sort(key=lambda c: (c.type != "E", c.code))
+        # Prefer VAT-excluding codes: the gateway books net amounts with the VAT beside them.
+        matches.sort(key=lambda c: (c.type != "E", c.charged, c.code))
     return matches[0].code if matches else ""
+
+
+def suggest_gl_account(category: str, accounts: Sequence[ExactGLAccount]) -> str:
+    """The revenue account (G/L type 110) a category most likely books on: by the words of its description
+    (export, intra-EU, OSS, high or low rate, 0 %), else the first revenue account; "" when there is none."""
+    revenue = [a for a in accounts if a.type == 110 and not a.is_blocked]
+    _, rate = category_country_rate(category)
+    if category == EXPORT:
+        wanted: Sequence[str] = EXPORT_WORDS
+    elif category == EU_B2B:
+        wanted = ICP_WORDS
+    elif is_oss(category):
+        wanted = OSS_WORDS
+    elif rate == "0":
+        wanted = ("0%", "0 %", "nul", "vrijgesteld", "exempt")
+    elif rate and float(rate) >= 15:
+        wanted = ("hoog", "high", "standard", "algemeen", f"{rate}%", f"{rate} %")
+    else:
+        wanted = ("laag", "low", "reduced", "verlaagd", f"{rate}%", f"{rate} %")
+    for account in revenue:
+        if _mentions(account.description, wanted):
+            return account.code
+    general = [a for a in revenue if not _mentions(a.description, (*EXPORT_WORDS, *ICP_WORDS, *OSS_WORDS))]
+    return (general or revenue)[0].code if (general or revenue) else ""
 
 
 def vat_rate_warnings(
@@ -103,15 +145,20 @@ def vat_initial_values(
     saved: Mapping[str, VatMapping],
     categories: Sequence[str],
     codes: Sequence[ExactVatCode],
+    accounts: Sequence[ExactGLAccount] = (),
 ) -> dict[str, Any]:
+    """Saved answers, else the administration's best match: a VAT code and a revenue account per category, and
+    "not used" for a category the administration has no code for (the owner can still choose one)."""
     values: dict[str, Any] = {
         "eu_consumer_vat": integration.settings.eu_consumer_vat,
-        "oss_revenue_account": integration.settings.oss_revenue_account,
+        "oss_revenue_account": integration.settings.oss_revenue_account or suggest_gl_account("OSS-", accounts),
     }
     for category in categories:
         mapping = saved.get(category)
-        values[f"vat_{category}"] = (mapping.vat_code if mapping else "") or suggest_vat_code(category, codes)
-        values[f"gl_{category}"] = (mapping.gl_account if mapping else "") or ""
+        values[f"vat_{category}"] = (
+            (mapping.vat_code if mapping else "") or suggest_vat_code(category, codes) or NOT_USED
+        )
+        values[f"gl_{category}"] = (mapping.gl_account if mapping else "") or suggest_gl_account(category, accounts)
     return values
 
 
@@ -129,16 +176,17 @@ def parse_vat(
     account_set = [a.code for a in accounts]
     oss_default = form.choice("oss_revenue_account", account_set, required=False)
     for category in categories:
-        vat_code = form.choice(f"vat_{category}", code_set)
+        vat_code = form.choice(f"vat_{category}", [*code_set, NOT_USED])
         if f"vat_{category}" in form.errors and not vat_code:
             form.errors[f"vat_{category}"] = N_(
-                "Choose the Exact VAT code for %(category)s.", category=vat_category_label(category)
+                "Choose the Exact VAT code for %(category)s, or mark it as not used.",
+                category=vat_category_label(category),
             )
         code = next((c for c in codes if c.code == vat_code), None)
         if code is not None and is_oss(category) and code.oss_country and code.oss_country != category[4:6]:
             form.error(f"vat_{category}", N_("This VAT code is for OSS country %(country)s.", country=code.oss_country))
         gl = form.choice(f"gl_{category}", account_set, required=False)
-        if not gl and not (is_oss(category) and oss_default):
+        if not gl and vat_code != NOT_USED and not (is_oss(category) and oss_default):
             form.error(
                 f"gl_{category}",
                 N_("Choose the revenue account for %(category)s.", category=vat_category_label(category)),

@@ -116,12 +116,9 @@ def categories_from_regions(regions: Iterable[MwwTaxRegion], *, home_country: st
         for rate in rates:
             if region.region_code == home:
                 found.add(domestic_category(home, rate))
-            elif region.region_code in EU_COUNTRIES:
-                found.add(
-                    oss_category(region.region_code, rate)
-                    if eu_consumer_vat == EU_VAT_OSS
-                    else domestic_category(home, rate)
-                )
+            elif region.region_code in EU_COUNTRIES and eu_consumer_vat == EU_VAT_OSS:
+                found.add(oss_category(region.region_code, rate))
+            # Under the webshop country's VAT a foreign region's rates are not the shop's: "NL 19 %" exists nowhere.
     return sorted(found, key=_category_sort_key)
 
 

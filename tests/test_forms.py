@@ -137,7 +137,7 @@ def test_every_category_needs_a_vat_code_and_an_account_unless_oss_has_a_default
     _, errors = setup_forms.parse_vat(data, categories, CODES, ACCOUNTS)
     assert errors_text(errors) == {
         "gl_NL-21": "Choose the revenue account for NL 21 %.",
-        "vat_OSS-DE-19": "Choose the Exact VAT code for OSS DE 19 %.",
+        "vat_OSS-DE-19": "Choose the Exact VAT code for OSS DE 19 %, or mark it as not used.",
         "gl_OSS-DE-19": "Choose the revenue account for OSS DE 19 %.",
         "oss_revenue_account": "Choose the default revenue account for OSS sales.",
     }

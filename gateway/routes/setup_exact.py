@@ -15,7 +15,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import lookups, setup_forms, shop_connection
-from gateway.booking import CREDIT_SALES_ORDER, MISSING_GL, MISSING_ITEM, SETTINGS, UNMAPPED_VAT, VAT_CODE_RATE
+from gateway.booking import (
+    CREDIT_SALES_ORDER,
+    MISSING_GL,
+    MISSING_ITEM,
+    SETTINGS,
+    UNMAPPED_VAT,
+    VAT_CODE_RATE,
+    VAT_NOT_USED,
+)
 from gateway.clients.errors import ApiError, AuthError, TransientApiError
 from gateway.clients.exact import ExactClient
 from gateway.clients.mijnwebwinkel import mww_client_for
@@ -29,6 +37,7 @@ from gateway.routes.dashboard import load_integration
 from gateway.routes.setup import after_save, save_step, step_context
 from gateway.store.integrations import (
     EU_VAT_MODES,
+    NOT_USED,
     Integration,
     VatMapping,
     list_vat_mappings,
@@ -206,10 +215,17 @@ async def setup_vat(request: Request) -> Response:
         if data is not None and data.get("eu_consumer_vat") in EU_VAT_MODES:
             mode = str(data.get("eu_consumer_vat"))
         categories, problem = await vat_categories(request, integration, mode, saved)
-        initial = setup_forms.vat_initial_values(integration, saved, categories, context["vat_codes"])
-        context.update(categories=categories, category_problem=problem, mode=mode, values=initial)
+        initial = setup_forms.vat_initial_values(
+            integration, saved, categories, context["vat_codes"], context["gl_accounts"]
+        )
+        context.update(categories=categories, category_problem=problem, mode=mode, values=initial, not_used=NOT_USED)
         context["warnings"] = setup_forms.vat_rate_warnings(initial, categories, context["vat_codes"])
         if data is None:
+            return None
+        if data.get("action") == "show" or mode != str(data.get("shown_mode") or mode):
+            # A changed EU rule first shows its own list, pre-filled (no errors for categories not seen yet).
+            shown = {**initial, **{k: v for k, v in data.items() if k in initial and k.startswith(("vat_", "gl_"))}}
+            context.update(values={**shown, "eu_consumer_vat": mode}, mode_changed=True)
             return None
         values, errors = setup_forms.parse_vat(data, categories, context["vat_codes"], context["gl_accounts"])
         if errors:
@@ -235,7 +251,7 @@ async def setup_vat(request: Request) -> Response:
         await save_step(
             request, integration, "vat", eu_consumer_vat=mode, oss_revenue_account=values["oss_revenue_account"]
         )
-        await _resume(request, integration, UNMAPPED_VAT, MISSING_GL, VAT_CODE_RATE)
+        await _resume(request, integration, UNMAPPED_VAT, VAT_NOT_USED, MISSING_GL, VAT_CODE_RATE)
         return after_save(request, integration, "vat", data.get("back"))
 
     return await _page(request, "vat", "setup/vat.html", ("vat_codes", "gl_accounts"), handle)

@@ -28,3 +28,15 @@
     select.parentNode.insertBefore(box, select);
   });
 })();
+
+// A choice that changes the rest of the form shows the new form at once (the button marked data-refresh-for clicks
+// itself when that choice changes); without this file the button is there to press.
+(function () {
+  "use strict";
+  document.querySelectorAll("button[data-refresh-for]").forEach(function (button) {
+    var group = document.getElementById(button.getAttribute("data-refresh-for"));
+    if (!group) return;
+    button.parentNode.hidden = true;
+    group.addEventListener("change", function () { button.click(); });
+  });
+})();

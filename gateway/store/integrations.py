@@ -228,12 +228,25 @@ async def save_settings(conn: AsyncConnection, *, integration_id: int, settings:
     await update_integration(conn, integration_id=integration_id, settings=settings)
 
 
+# A VAT category the owner marked as never used: no Exact VAT code is a single "-" (not a code Exact issues).
+NOT_USED = "-"
+
+
 @dataclass(frozen=True)
 class VatMapping:
     category: str
-    vat_code: str | None
+    vat_code: str | None  # NOT_USED: the owner said the shop never sells in this category
     gl_account: str | None
     seen_in_orders: bool
+
+    @property
+    def not_used(self) -> bool:
+        return self.vat_code == NOT_USED
+
+    @property
+    def usable(self) -> bool:
+        """Mapped to a real Exact VAT code (not missing, not marked as not used)."""
+        return bool(self.vat_code) and not self.not_used
 
 
 async def list_vat_mappings(conn: AsyncConnection, *, integration_id: int) -> dict[str, VatMapping]:
