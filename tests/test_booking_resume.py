@@ -119,7 +119,7 @@ def big_order(number: str, lines: int, distinct: int, email: str = "Nieuwe.Klant
 async def established_shop(
     engine: AsyncEngine, settings: Settings, sandbox: Sandbox, services: BookingServices
 ) -> Integration:
-    """A shop that has booked before: its revenue account is a stored link and the VAT codes are cached."""
+    """A shop that has booked before: its revenue account is a stored link, VAT codes and journals are cached."""
     cipher = Cipher(settings.encryption_keys)
     async with engine.begin() as conn:
         integration = await create_active_integration(conn, settings=BIG, exact_division=DIVISION)
@@ -130,6 +130,7 @@ async def established_shop(
         await save_vat_mapping(conn, integration_id=integration.id, category="NL-21", vat_code="2", gl_account="8000")
     exact = await services.open_exact(integration)
     await lookups.vat_codes(engine=engine, client=exact, integration_id=integration.id)
+    await lookups.sales_journals(engine=engine, client=exact, integration_id=integration.id)
     await lookups.gl_account_ids(
         engine=engine, redis=services.redis, client=exact, integration_id=integration.id, codes=["8000"], known={}
     )
@@ -251,4 +252,25 @@ async def test_two_simultaneous_orders_of_one_new_customer_sharing_new_skus_make
     assert len(accounts) == 1
     codes = Counter(row["Code"].strip() for row in sandbox.rows("Items") if row["Code"].startswith("NEW-7004"))
     assert len(codes) == 20
+    assert set(codes.values()) == {1}
+
+
+async def test_a_big_order_of_items_exact_already_has_adopts_them_with_batched_look_ups(
+    engine: AsyncEngine, fast_settings: Settings, sandbox: Sandbox, services: BookingServices, shop: dict
+) -> None:
+    integration = await established_shop(engine, fast_settings, sandbox, services)
+    order = big_order("7006", lines=150, distinct=150)
+    exact = await services.open_exact(integration)
+    for line in order["orderlines"]:  # the catalogue is in Exact already, but the gateway has no link to it
+        sku = line["articles"][0]["sku"]
+        await exact.post(ITEMS, {"Code": sku, "Description": sku, "IsSalesItem": True})
+    sync_id = await queue(engine, shop, integration, order)
+    before = len(sandbox.calls())
+    result, _ = await book_until_done(services, sync_id)
+    assert result.startswith("booked"), result
+    calls = Counter(sandbox.calls(before))
+    assert calls[("POST", ITEMS)] == 2  # two creates refused as taken, then the rest looked up
+    assert calls[("GET", ITEMS)] == 2 + 3  # each refused code, then 148 codes in batches of 60 (a page each)
+    codes = Counter(row["Code"].strip() for row in sandbox.rows("Items") if row["Code"].startswith("NEW-7006"))
+    assert len(codes) == 150
     assert set(codes.values()) == {1}

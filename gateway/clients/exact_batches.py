@@ -15,8 +15,9 @@ from gateway.clients.exact_odata import odata_quote
 # Exact refuses URLs over 6,000 characters after encoding (docs/exact.md); the rest of the URL (host, division,
 # path, $select, $top) takes under 500, so a filter may take this many encoded characters.
 FILTER_BUDGET = 5000
-# At most this many codes per call whatever their length: Exact's query parser copes, and $top stays small.
-MAX_CODES_PER_CALL = 100
+# At most this many codes per call whatever their length: Exact answers standard endpoints 60 rows a page, so a
+# chunk's answer never needs a second page.
+MAX_CODES_PER_CALL = 60
 
 
 def code_chunks(codes: Sequence[str], field: str = "Code") -> Iterator[list[str]]:
