@@ -41,7 +41,7 @@ def _month_url(request: Request, integration: Integration, month: Month) -> str:
 
 async def books_check(request: Request) -> Response:
     """The months checked so far, "check a month", and the monthly schedule."""
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
         checks = await books_checks.list_books_checks(conn, integration_id=integration.id)
     today = local_today()
@@ -56,7 +56,7 @@ async def books_check(request: Request) -> Response:
 
 async def books_check_month(request: Request) -> Response:
     month = _month(request)
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
         check = await books_checks.get_books_check(conn, integration_id=integration.id, month=str(month))
     context = {
@@ -72,18 +72,28 @@ async def books_check_month(request: Request) -> Response:
     return render(request, "books_check/month.html", context)
 
 
+class _NotChecked(Exception):
+    """The month has no report (yet): downloads and fixes lead to the month's page, which says so."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
 async def _stored(request: Request) -> tuple[Integration, Month, books_checks.BooksCheck, Report]:
     month = _month(request)
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
         check = await books_checks.get_books_check(conn, integration_id=integration.id, month=str(month))
     if check is None or check.report is None:
-        raise HTTPException(status_code=404)
+        raise _NotChecked(_month_url(request, integration, month))
     return integration, month, check, check.report
 
 
 async def books_check_csv(request: Request) -> Response:
-    integration, month, check, report = await _stored(request)
+    try:
+        integration, month, check, report = await _stored(request)
+    except _NotChecked as e:
+        return redirect(e.url)
     body = report_csv(report, month=str(month), locale=request_locale(request), reviewed=check.reviewed)
     name = f"reconciliation-{integration.id}-{month}.csv"
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -91,7 +101,10 @@ async def books_check_csv(request: Request) -> Response:
 
 
 async def books_check_pdf(request: Request) -> Response:
-    integration, month, check, report = await _stored(request)
+    try:
+        integration, month, check, report = await _stored(request)
+    except _NotChecked as e:
+        return redirect(e.url)
     body = report_pdf(
         report,
         month=str(month),
@@ -112,7 +125,7 @@ async def books_check_run(request: Request) -> Response:
         month = Month.parse(str(form.get("month") or ""))
     except ValueError:
         month = None
-    async with request.app.state.engine.connect() as conn:
+    async with request.app.state.engine.begin() as conn:
         integration = await load_integration(request, conn)
     if month is None or month.first_day > local_today():
         flash(request, N_("Choose a month that has begun, like 2026-11."), "warning")
@@ -138,7 +151,10 @@ async def books_check_reviewed(request: Request) -> Response:
 async def books_check_rebook(request: Request) -> Response:
     """Book again an order whose document the check found deleted in Exact (its row goes back to the queue)."""
     await verify_csrf(request)
-    integration, month, _, report = await _stored(request)
+    try:
+        integration, month, _, report = await _stored(request)
+    except _NotChecked as e:
+        return redirect(e.url)
     order_sync_id = int(request.path_params["order_sync_id"])
     deleted = [
         f
