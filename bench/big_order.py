@@ -94,6 +94,7 @@ class Figures:
     calls: Counter[str]
     tries: int
     longest_try: float  # simulated seconds
+    longest_try_wall: float  # wall-clock seconds (the DB and Redis work the simulated clock stretches x speed)
     simulated: float
     wall: float
     booked: bool
@@ -161,18 +162,19 @@ async def queue(services: BookingServices, integration_id: int, number: str) -> 
     return int(outcome.order_sync_id or 0)
 
 
-async def book(services: BookingServices, sync_id: int, clock: ScaledClock) -> tuple[str, list[float]]:
-    """Run the job as arq would, sleeping each Retry's deferral on the clock; the result and each try's length."""
+async def book(services: BookingServices, sync_id: int, clock: ScaledClock) -> tuple[str, list[tuple[float, float]]]:
+    """Run the job as arq would, sleeping each Retry's deferral on the clock; the result and each try's length
+    (simulated, wall)."""
     lengths = []
     for job_try in range(1, 200):
-        started = clock.now()
+        started, wall = clock.now(), time.perf_counter()
         try:
             result = await book_order(services, sync_id, job_id=f"bench:{sync_id}", job_try=job_try)
         except Retry as retry:
-            lengths.append(clock.now() - started)
+            lengths.append((clock.now() - started, time.perf_counter() - wall))
             await clock.sleep((retry.defer_score or 1000) / 1000)
             continue
-        lengths.append(clock.now() - started)
+        lengths.append((clock.now() - started, time.perf_counter() - wall))
         return result, lengths
     return "not booked after 200 tries", lengths
 
@@ -251,7 +253,8 @@ async def measure(
         new_items=args.distinct,
         calls=made,
         tries=len(lengths),
-        longest_try=max(lengths),
+        longest_try=max(sim for sim, _ in lengths),
+        longest_try_wall=max(wall for _, wall in lengths),
         simulated=clock.now() - sim_start,
         wall=time.perf_counter() - wall_start,
         booked=result.startswith("booked"),
@@ -274,7 +277,8 @@ def main(argv: list[str]) -> int:
         f"  Exact calls         {figures.total:5d}   (bound new items + 3 = {bound}; "
         + ", ".join(f"{k} {v}" for k, v in sorted(figures.calls.items()))
         + ")\n"
-        f"  longest try         {figures.longest_try:5.0f} s simulated   (job timeout {JOB_TIMEOUT} s)\n"
+        f"  longest try         {figures.longest_try:5.0f} s simulated, {figures.longest_try_wall:.1f} s wall   "
+        f"(job timeout {JOB_TIMEOUT} s)\n"
         f"  whole order         {figures.simulated / 60:5.1f} min simulated, {figures.wall:.1f} s wall"
     )
     ok = figures.booked and figures.total <= bound and figures.longest_try < JOB_TIMEOUT
