@@ -228,3 +228,11 @@ async def test_invoices_and_orders_are_read_from_their_bulk_endpoints(
     assert paths == [
         f"bulk/{'SalesInvoice' if entity == 'SalesInvoices' else 'SalesOrder'}/{p}" for p in (entity, lines)
     ]
+
+
+async def test_a_month_without_orders_or_documents_agrees(month: BooksMonth) -> None:
+    outcome = await run_books_check(month.books, integration_id=month.integration.id, month=MONTH.previous())
+
+    headline = outcome.report.headline
+    assert (headline.orders, headline.documents, headline.differences, outcome.report.findings) == (0, 0, 0, ())
+    assert headline.shop_total == headline.exact_total == 0
