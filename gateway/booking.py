@@ -387,6 +387,7 @@ def _split_lines(
                 description = f"{description} ({price.rate.normalize():f} %)"
             vat = vats[(index, position)]
             quantity = abs(line.quantity) if line.quantity else Decimal(1)
+            item_vat_code, item_gl = _item_defaults(category, price.rate, mappings, home_country)
             lines.append(
                 PlannedLine(
                     number=index + 1,
@@ -399,7 +400,8 @@ def _split_lines(
                     vat_code=(mapping.vat_code or "").strip(),
                     category_gl=_category_gl(category, mapping, settings),
                     article_description=_article_description(line)[:DESCRIPTION_MAX],
-                    **_item_defaults(category, price.rate, mappings, home_country),
+                    item_vat_code=item_vat_code,
+                    item_gl=item_gl,
                     amount=sign * (price.amount_including_tax - vat),
                     vat=sign * vat,
                 )
@@ -414,13 +416,13 @@ def _article_description(line: MwwOrderLine) -> str:
 
 def _item_defaults(
     category: str, rate: Decimal, mappings: Mapping[str, VatMapping], home_country: str
-) -> dict[str, str]:
-    """The VAT code and revenue account an item created from this line gets: those mapped for the line's rate in
-    the shop's own country, only when the line is a domestic one."""
+) -> tuple[str, str]:
+    """(VAT code, revenue account) an item created from this line gets: those mapped for the line's rate in the
+    shop's own country, only when the line is a domestic one."""
     if category != domestic_category(home_country or "NL", rate):
-        return {"item_vat_code": "", "item_gl": ""}
+        return "", ""
     mapping = mappings[category]
-    return {"item_vat_code": (mapping.vat_code or "").strip(), "item_gl": (mapping.gl_account or "").strip()}
+    return (mapping.vat_code or "").strip(), (mapping.gl_account or "").strip()
 
 
 def _category_gl(category: str, mapping: VatMapping, settings: IntegrationSettings) -> str:
