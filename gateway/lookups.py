@@ -31,6 +31,7 @@ from gateway.clients.exact import (
     ExactClient,
     ExactDivision,
     ExactGLAccount,
+    ExactItem,
     ExactItemGroup,
     ExactJournal,
     ExactPaymentCondition,
@@ -51,8 +52,9 @@ GL_ACCOUNTS = "gl_accounts"
 JOURNALS = "journals"
 ITEM_GROUPS = "item_groups"
 PAYMENT_CONDITIONS = "payment_conditions"
+SALES_ITEMS = "sales_items"
 WAREHOUSES_REFUSED = "refused:warehouses"
-KINDS = (DIVISIONS, VAT_CODES, GL_ACCOUNTS, JOURNALS, ITEM_GROUPS, PAYMENT_CONDITIONS, WAREHOUSES_REFUSED)
+KINDS = (DIVISIONS, VAT_CODES, GL_ACCOUNTS, JOURNALS, ITEM_GROUPS, PAYMENT_CONDITIONS, SALES_ITEMS, WAREHOUSES_REFUSED)
 # An absent G/L code is remembered briefly: a burst of orders shares one look-up, an account created in Exact is
 # seen soon after.
 ABSENT_TTL = dt.timedelta(minutes=2)
@@ -354,3 +356,17 @@ def _is_id(value: str) -> bool:
     except ValueError:
         return False
     return len(value) == 36
+
+
+async def sales_items(
+    *, engine: AsyncEngine, client: ExactClient, integration_id: int, refresh: bool = False
+) -> list[ExactItem]:
+    """Sales items to pick shipping, costs and discount items from (the first ones by code; see list_sales_items)."""
+    return await _cached(
+        engine,
+        integration_id=integration_id,
+        kind=SALES_ITEMS,
+        model=ExactItem,
+        fetch=client.list_sales_items,
+        refresh=refresh,
+    )

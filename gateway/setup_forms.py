@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.clients.exact import ExactDivision, ExactGLAccount, ExactJournal, ExactPaymentCondition, ExactVatCode
+from gateway.clients.exact import (
+    ExactDivision,
+    ExactGLAccount,
+    ExactItem,
+    ExactJournal,
+    ExactPaymentCondition,
+    ExactVatCode,
+)
 from gateway.forms import Errors, Form
 from gateway.i18n import N_, Message
 from gateway.store.integrations import (
@@ -257,22 +264,53 @@ def booking_changes(values: Mapping[str, Any]) -> dict[str, Any]:
 
 ITEM_FIELDS = ("shipping_item", "costs_item", "discount_item")
 GL_FIELDS = ("shipping_gl_account", "costs_gl_account", "discount_gl_account")
+CREATE_ITEM = "+"  # the choice "create it in Exact for me": the page creates the item when it is saved
+# The item the page creates per field (code, description) and the words that find an existing one.
+NEW_ITEMS = {
+    "shipping_item": ("VERZENDKOSTEN", N_("Shipping costs")),
+    "costs_item": ("BETAALKOSTEN", N_("Payment and other costs")),
+    "discount_item": ("KORTING", N_("Discount")),
+}
+ITEM_WORDS = {
+    "shipping_item": ("verzend", "shipping", "porto", "bezorg", "delivery"),
+    "costs_item": ("betaalkosten", "payment", "transactiekosten", "toeslag", "surcharge"),
+    "discount_item": ("korting", "discount"),
+}
+ITEM_MISSING = {
+    "shipping_item": N_("Choose the item for shipping costs, or let the gateway create it."),
+    "costs_item": N_("Choose the item for payment and other costs, let the gateway create it, or choose not used."),
+    "discount_item": N_("Choose the item for discounts, let the gateway create it, or choose not used."),
+}
 
 
-def items_initial_values(settings: IntegrationSettings) -> dict[str, Any]:
+def suggest_item(name: str, items: Sequence[ExactItem]) -> str:
+    """An existing item that reads like the field's purpose, else "create it" (the owner sees the choice)."""
+    for item in items:
+        if _mentions(f"{item.code} {item.description}", ITEM_WORDS[name]):
+            return item.code
+    return CREATE_ITEM
+
+
+def items_initial_values(settings: IntegrationSettings, items: Sequence[ExactItem] = ()) -> dict[str, Any]:
     names = (*ITEM_FIELDS, *GL_FIELDS, "create_items", "use_item_ledger", "b2c_collective", "b2c_collective_account")
-    return {name: getattr(settings, name) for name in names}
+    values = {name: getattr(settings, name) for name in names}
+    if "items" not in settings.completed_steps:
+        values.update({name: getattr(settings, name) or suggest_item(name, items) for name in ITEM_FIELDS})
+    return values
 
 
-def parse_items(data: Any, accounts: Sequence[ExactGLAccount], *, uses_items: bool) -> tuple[dict[str, Any], Errors]:
-    """Invoices and orders book every line on an Exact item: shipping, costs and discounts need one each. Sales
-    entries book on revenue accounts: these are optional (the VAT category's account is the fallback)."""
+def parse_items(
+    data: Any, accounts: Sequence[ExactGLAccount], items: Sequence[str] = (), *, uses_items: bool
+) -> tuple[dict[str, Any], Errors]:
+    """Invoices and orders book every line on an Exact item: shipping needs one (picked from `items`, or created),
+    costs and discounts one or "not used" (an order with such a line is then refused readably). Sales entries book
+    on revenue accounts: these are optional (the VAT category's account is the fallback)."""
     form = Form(data)
     account_codes = [a.code for a in accounts]
     for name in ITEM_FIELDS:
-        form.text(name, required=uses_items, max_length=CODE_MAX)
-        if uses_items and name in form.errors and not form.values[name]:
-            form.errors[name] = N_("Enter the code of an existing Exact item.")
+        form.choice(name, [*items, CREATE_ITEM], required=uses_items and name == "shipping_item")
+        if name in form.errors:  # each field's own sentence, so the summary names what to fix
+            form.errors[name] = ITEM_MISSING[name]
     for name in GL_FIELDS:
         form.choice(name, account_codes, required=False)
     form.checkbox("create_items")

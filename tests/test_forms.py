@@ -198,8 +198,14 @@ def test_booking_changes_drop_what_the_type_does_not_use() -> None:
 
 
 def test_items_are_required_for_invoices_and_optional_for_entries() -> None:
-    _, errors = setup_forms.parse_items({}, ACCOUNTS, uses_items=True)
-    assert set(errors) == set(setup_forms.ITEM_FIELDS)
+    _, errors = setup_forms.parse_items({}, ACCOUNTS, ["VERZEND"], uses_items=True)
+    assert set(errors) == {"shipping_item"}  # costs and discounts may be "not used"
+    assert errors["shipping_item"] == setup_forms.ITEM_MISSING["shipping_item"]
+    values, errors = setup_forms.parse_items(
+        {"shipping_item": "VERZEND", "costs_item": "+", "discount_item": "NOPE"}, ACCOUNTS, ["VERZEND"], uses_items=True
+    )
+    assert set(errors) == {"discount_item"}  # only listed items, or "create it"
+    assert values["costs_item"] == setup_forms.CREATE_ITEM
     _, errors = setup_forms.parse_items({"shipping_gl_account": "9999"}, ACCOUNTS, uses_items=False)
     assert set(errors) == {"shipping_gl_account"}
     _, errors = setup_forms.parse_items({"b2c_collective": "on"}, ACCOUNTS, uses_items=False)

@@ -163,13 +163,13 @@ async def test_invalid_combinations_are_explained(wizard: TestClient, engine: As
     assert "need the code of the warehouse" in direct.text
     invoice = {"insertion_type": "sales_invoice", "journal_code": "70", "invoice_status": "final"}
     assert submit(wizard, f"{base}/booking", {**invoice, "send_invoice": "on"}).status_code == 303
-    empty = submit(wizard, f"{base}/items", {"shipping_item": "VERZEND", "costs_item": "VERZEND", "discount_item": ""})
-    assert empty.status_code == 400
-    assert "Enter the code of an existing Exact item." in empty.text
+    empty = submit(wizard, f"{base}/items", {"shipping_item": "", "costs_item": "VERZEND", "discount_item": ""})
+    assert empty.status_code == 400  # shipping needs an item; discounts may be "not used"
+    assert "Choose the item for shipping costs, or let the gateway create it." in empty.text
     unknown = submit(wizard, f"{base}/items", {"shipping_item": "NOPE", "costs_item": "VERZEND", "discount_item": "X"})
     assert unknown.status_code == 400
-    assert "Exact has no item with code NOPE in this administration." in unknown.text
-    assert 'value="NOPE"' in unknown.text
+    assert "Choose the item for shipping costs, or let the gateway create it." in unknown.text
+    assert "Choose the item for discounts, let the gateway create it, or choose not used." in unknown.text
     ok = submit(
         wizard, f"{base}/items", {"shipping_item": "VERZEND", "costs_item": "VERZEND", "discount_item": "VERZEND"}
     )

@@ -273,6 +273,18 @@ class ExactClient:
         rows = await self.get_all("logistics/ItemGroups", select=ITEM_GROUP_FIELDS, orderby="Code")
         return [ExactItemGroup.from_api(r) for r in rows]
 
+    async def list_sales_items(self, *, limit: int = 600) -> list[ExactItem]:
+        """Sales items by code, at most `limit` (a set-up list to pick from, not a catalogue export)."""
+        # logistics/Items has mandatory filtering (one of Code, Created, Description, ID, ...): Code ne '' is all.
+        rows = await self.get_all(
+            "logistics/Items",
+            select=ITEM_FIELDS,
+            filter="IsSalesItem eq true and Code ne ''",
+            orderby="Code",
+            top=limit,
+        )
+        return [ExactItem.from_api(r) for r in rows]
+
     async def find_item(self, code: str) -> ExactItem | None:
         rows = await self.get_all(
             "logistics/Items", select=ITEM_FIELDS, filter=f"Code eq {odata_quote(code.strip())}", top=1

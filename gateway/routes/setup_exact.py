@@ -26,11 +26,12 @@ from gateway.booking import (
 )
 from gateway.clients.errors import ApiError, AuthError, TransientApiError
 from gateway.clients.exact import ExactClient
+from gateway.clients.exact_documents import create_item
 from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.csrf import verify_csrf
 from gateway.exact_auth import exact_client_for
 from gateway.forms import Errors
-from gateway.i18n import N_, Message
+from gateway.i18n import N_, Message, request_locale, translate
 from gateway.jobs.sync_order import resume_orders
 from gateway.pages import render
 from gateway.routes.dashboard import load_integration
@@ -76,6 +77,7 @@ async def read_lists(request: Request, integration: Integration, *names: str) ->
         "gl_accounts": lookups.revenue_gl_accounts,
         "journals": lookups.sales_journals,
         "payment_conditions": lookups.payment_conditions,
+        "sales_items": lookups.sales_items,
     }
     try:
         client = await exact_client(request, integration)
@@ -133,17 +135,29 @@ async def credit_statuses_selected(request: Request, integration: Integration) -
     return any(s.credit_order and s.id in selected for s in statuses)
 
 
-async def check_items_exist(request: Request, integration: Integration, values: Mapping[str, Any]) -> Errors:
-    """Each configured item code must exist in the administration (one look-up per code)."""
+async def create_items(request: Request, integration: Integration, values: dict[str, Any]) -> Errors:
+    """The items the owner asked the gateway to create (CREATE_ITEM), made in Exact now, while the owner waits; an
+    item with that code already there is used as it is. `values` get the codes."""
     errors: Errors = {}
+    wanted = [name for name in setup_forms.ITEM_FIELDS if values.get(name) == setup_forms.CREATE_ITEM]
+    if not wanted:
+        return errors
+    locale = request_locale(request)
     try:
         client = await exact_client(request, integration)
-        for name in setup_forms.ITEM_FIELDS:
-            code = str(values.get(name) or "")
-            if code and await client.find_item(code) is None:
-                errors[name] = N_("Exact has no item with code %(code)s in this administration.", code=code)
-    except (AuthError, TransientApiError):
-        logger.info("item check for integration %s skipped: Exact unavailable", integration.id)
+        for name in wanted:
+            code, description = setup_forms.NEW_ITEMS[name]
+            if await client.find_item(code) is None:
+                payload = {"Code": code, "Description": translate(locale, description), "IsSalesItem": True}
+                await create_item(client, payload)
+            values[name] = code
+    except ApiError as e:
+        logger.info("creating items for integration %s failed: %s", integration.id, e)
+        for name in wanted:
+            if values.get(name) == setup_forms.CREATE_ITEM:
+                errors[name] = N_("Exact Online did not create the item just now. Try again, or choose an item.")
+    async with request.app.state.engine.begin() as conn:
+        await lookups.invalidate_lookups(conn, integration_id=integration.id, kinds=[lookups.SALES_ITEMS])
     return errors
 
 
@@ -282,13 +296,19 @@ async def setup_items(request: Request) -> Response:
     """Step 8: items for articles, shipping, costs and discounts (or their revenue accounts for sales entries)."""
 
     async def handle(integration: Integration, context: dict[str, Any], data: Any) -> Response | None:
-        context["values"] = setup_forms.items_initial_values(integration.settings)
+        context["values"] = setup_forms.items_initial_values(integration.settings, context["sales_items"])
         context["uses_items"] = integration.settings.insertion_type != "sales_entry"
+        listed = [item.code for item in context["sales_items"]]
+        saved = [getattr(integration.settings, name) for name in setup_forms.ITEM_FIELDS]
+        context["other_codes"] = [code for code in dict.fromkeys(saved) if code and code not in listed]
+        context.update(create_item=setup_forms.CREATE_ITEM, new_items=setup_forms.NEW_ITEMS)
         if data is None:
             return None
-        values, errors = setup_forms.parse_items(data, context["gl_accounts"], uses_items=context["uses_items"])
+        values, errors = setup_forms.parse_items(
+            data, context["gl_accounts"], [*listed, *context["other_codes"]], uses_items=context["uses_items"]
+        )
         if not errors and context["uses_items"]:
-            errors = await check_items_exist(request, integration, values)
+            errors = await create_items(request, integration, values)
         if errors:
             context.update(values=values, errors=errors)
             return None
@@ -296,7 +316,7 @@ async def setup_items(request: Request) -> Response:
         await _resume(request, integration, SETTINGS, MISSING_ITEM, MISSING_GL)
         return after_save(request, integration, "items", data.get("back"))
 
-    return await _page(request, "items", "setup/items.html", ("gl_accounts",), handle)
+    return await _page(request, "items", "setup/items.html", ("gl_accounts", "sales_items"), handle)
 
 
 _BASE = "/integrations/{integration_id:int}/setup"
