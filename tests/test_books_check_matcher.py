@@ -154,3 +154,24 @@ def test_a_report_survives_its_json() -> None:
     docs = [document("1002", "121.01", "21.01")]
     report = run([order("1002"), order("1003")], docs, [booked("1002", docs[0])])
     assert Report.from_json(report.to_json()) == report
+
+
+def test_processing_a_draft_invoice_in_exact_is_not_a_change_when_the_owner_processes_drafts() -> None:
+    later = BOOKED_AT + timedelta(days=3)
+    invoice = document("1001", document_type="sales_invoice", modified=later, status=50)
+    draft = document("1002", document_type="sales_invoice", modified=later, status=20)
+    records = {"1001": booked("1001", invoice), "1002": booked("1002", draft)}
+
+    def kinds(drafts: bool) -> set[tuple[Kind, str]]:
+        report = match_month(
+            integration_id=1,
+            selected_statuses=(PAID,),
+            orders=[order("1001"), order("1002")],
+            bookings=[invoice, draft],
+            records=records,
+            drafts_processed_in_exact=drafts,
+        )
+        return {(f.kind, f.order_number) for f in report.findings}
+
+    assert kinds(True) == {(Kind.CHANGED_DOCUMENT, "1002")}  # still a draft, yet edited: a change
+    assert kinds(False) == {(Kind.CHANGED_DOCUMENT, "1001"), (Kind.CHANGED_DOCUMENT, "1002")}

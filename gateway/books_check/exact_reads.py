@@ -154,7 +154,7 @@ async def read_documents(
     filter_ = _date_filter(spec.date_field, month)
     if spec.by_journal:
         filter_ = f"Journal eq {odata_quote(journal.strip())} and {filter_}"
-    select = (spec.id_field, spec.number_field, "YourRef", "PaymentReference", "Modified")
+    select = (spec.id_field, spec.number_field, "YourRef", "PaymentReference", "Modified", "Status")
     headers: list[Mapping[str, Any]] = []
     async for page in client.iter_pages(spec.path, select=select, filter=filter_, before_page=before_page):
         headers.extend(page)
@@ -196,6 +196,7 @@ def _document(
         total=total,
         vat={rate: amount for rate, amount in vat.items() if amount},
         modified=_modified(header.get("Modified")),
+        status=None if header.get("Status") in (None, "") else int(header["Status"]),
     )
 
 

@@ -73,6 +73,7 @@ class ExactBooking:
     total: Decimal
     vat: VatByRate
     modified: datetime | None = None
+    status: int | None = None  # invoices and orders: Exact's Status (invoices: 50 = processed)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from gateway.booking import BookingError
+from gateway.booking import DIRECT_SALES_INVOICE, SALES_INVOICE, BookingError
 from gateway.booking_documents import MARK_SEPARATOR, booking_mark
 from gateway.books_check.findings import (
     ZERO,
@@ -34,6 +34,8 @@ from gateway.books_check.findings import (
 # Exact itself touches a document right after the gateway made it (processing an invoice, numbering it): a change
 # within this grace after `booked_at` is the gateway's own.
 CHANGE_GRACE = timedelta(minutes=10)
+INVOICES = (SALES_INVOICE, DIRECT_SALES_INVOICE)
+PROCESSED = 50  # SalesInvoices.Status
 
 
 def mark_parts(payment_reference: str) -> tuple[str, int] | None:
@@ -78,6 +80,7 @@ def vat_differences(shop: VatByRate, exact: VatByRate) -> dict[str, int]:
 @dataclass
 class _Month:
     integration_id: int
+    drafts_processed_in_exact: bool = False
     own: dict[str, list[ExactBooking]] = field(default_factory=lambda: defaultdict(list))
     foreign_by_ref: dict[str, list[ExactBooking]] = field(default_factory=lambda: defaultdict(list))
     by_id: dict[str, ExactBooking] = field(default_factory=dict)
@@ -104,10 +107,13 @@ def match_month(
     orders: Sequence[ShopOrder],
     bookings: Sequence[ExactBooking],
     records: Mapping[str, GatewayRecord],
+    drafts_processed_in_exact: bool = False,
 ) -> Report:
     """Every finding of one month. `bookings` may hold every document of the journal and period (any mark);
-    `records` are the gateway's rows by order number."""
-    month = _Month(integration_id)
+    `records` are the gateway's rows by order number. With `drafts_processed_in_exact` (the gateway leaves invoices
+    as drafts for the owner to process), a processed invoice modified after booking is the owner's processing, not a
+    change."""
+    month = _Month(integration_id, drafts_processed_in_exact)
     month.sort(bookings)
     counted: list[ShopOrder] = []
     ignored = not_selected = 0
@@ -185,7 +191,7 @@ def _order_findings(
         findings.append(
             _base(Kind.AMOUNT_DIFFERENCE, order, record, total_cents=total_cents, vat_cents=vat_cents, **common)
         )
-    elif _changed_after_booking(record, document):
+    elif _changed_after_booking(month, record, document):
         modified = document.modified.isoformat() if document.modified else ""
         findings.append(_base(Kind.CHANGED_DOCUMENT, order, record, detail=modified, **common))
     return findings
@@ -201,8 +207,10 @@ def _wrong_document(month: _Month, record: GatewayRecord | None, own: ExactBooki
     return {"exact": _figures(other), "document_number": other.number or other.id, "detail": other.payment_reference}
 
 
-def _changed_after_booking(record: GatewayRecord | None, document: ExactBooking) -> bool:
+def _changed_after_booking(month: _Month, record: GatewayRecord | None, document: ExactBooking) -> bool:
     if record is None or record.booked_at is None or document.modified is None:
+        return False
+    if month.drafts_processed_in_exact and document.document_type in INVOICES and document.status == PROCESSED:
         return False
     return document.modified > record.booked_at + CHANGE_GRACE
 

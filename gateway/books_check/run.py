@@ -99,6 +99,7 @@ async def run_books_check(services: BooksCheckServices, *, integration_id: int, 
         orders=orders,
         bookings=bookings,
         records=records,
+        drafts_processed_in_exact=settings.invoice_status != "final",
     )
     await _finish(services, integration_id, month, report, exact, shop)
     logger.info(
