@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from gateway.booking_documents import booking_mark
+from gateway.books_check.exact_reads import without_invoice_entries
 from gateway.books_check.findings import ExactBooking, GatewayRecord, Kind, Report, ShopOrder
 from gateway.books_check.matcher import mark_order, match_month
 
@@ -175,3 +176,10 @@ def test_processing_a_draft_invoice_in_exact_is_not_a_change_when_the_owner_proc
 
     assert kinds(True) == {(Kind.CHANGED_DOCUMENT, "1002")}  # still a draft, yet edited: a change
     assert kinds(False) == {(Kind.CHANGED_DOCUMENT, "1001"), (Kind.CHANGED_DOCUMENT, "1002")}
+
+
+def test_an_invoices_financial_entry_is_not_counted_beside_the_invoice() -> None:
+    invoice = document("1001", document_type="sales_invoice", number="26700001")
+    its_entry = document("1001", number="26700001", id="00000000-0000-0000-0000-00000000e001")
+    own_entry = document("1002")
+    assert without_invoice_entries([its_entry, own_entry], [invoice]) == [own_entry]

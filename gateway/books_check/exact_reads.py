@@ -209,7 +209,8 @@ async def read_month(
     before_page: BeforePage | None = None,
 ) -> list[ExactBooking]:
     """Every document of the month for the document types the integration booked (a type read once)."""
-    bookings: list[ExactBooking] = []
+    entries: list[ExactBooking] = []
+    documents: list[ExactBooking] = []
     read: set[str] = set()
     for document_type in document_types:
         path = TRANSACTION_LINES if document_type == SALES_ENTRY else _DOCUMENTS[document_type].path
@@ -217,9 +218,16 @@ async def read_month(
             continue
         read.add(path)
         if document_type == SALES_ENTRY:
-            bookings += await read_sales_entries(client, journal=journal, month=month, before_page=before_page)
+            entries = await read_sales_entries(client, journal=journal, month=month, before_page=before_page)
         else:
-            bookings += await read_documents(
+            documents += await read_documents(
                 client, document_type=document_type, journal=journal, month=month, before_page=before_page
             )
-    return bookings
+    return without_invoice_entries(entries, documents) + documents
+
+
+def without_invoice_entries(entries: Sequence[ExactBooking], documents: Sequence[ExactBooking]) -> list[ExactBooking]:
+    """The sales entries that are not the financial entry of a processed invoice read as an invoice already: such an
+    entry carries the invoice's mark and its number (Exact copies InvoiceNumber to EntryNumber when processing)."""
+    invoices = {(d.payment_reference, d.number) for d in documents if d.document_type != SALES_ORDER and d.number}
+    return [e for e in entries if (e.payment_reference, e.number) not in invoices]
