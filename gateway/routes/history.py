@@ -24,6 +24,7 @@ from gateway.i18n import N_, NP_, Message
 from gateway.pages import Confirmation, confirm_page, flash, redirect, render
 from gateway.queue import enqueue_sync
 from gateway.routes.dashboard import load_integration
+from gateway.sent_documents import sent_document
 from gateway.store import attempts, orders, status_cache
 from gateway.store.integrations import Integration
 
@@ -166,6 +167,9 @@ async def history_detail(request: Request) -> Response:
         "can_ignore": sync.state in IGNORABLE,
         "statuses": statuses,
         "reason": describe_reason(sync.reason, statuses),
+        "sent": next(
+            (d for a in tries if (d := sent_document(a.request_summary, shop_total=sync.order_total)) is not None), None
+        ),
         "failure": failure_message(sync.error_kind, sync.error_params, sync.last_error)
         if sync.state in FAILURE_STATES
         else "",
