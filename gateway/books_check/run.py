@@ -10,15 +10,15 @@ raised again for the caller (the job retries a transient one).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.books_check.budget import Reserve
 from gateway.books_check.exact_reads import read_month
-from gateway.books_check.findings import Report
+from gateway.books_check.findings import ExactBooking, GatewayRecord, Report, ShopOrder
 from gateway.books_check.matcher import match_month
 from gateway.books_check.period import Month
 from gateway.books_check.shop_reads import MonthReader, read_shop_month
@@ -59,46 +59,36 @@ class Outcome:
     budget_waits: int
 
 
+@dataclass
+class _Sides:
+    """Both sides of the month as read so far, and the clients that read them (their call counters)."""
+
+    shop: CountingReader | None = None
+    exact: ExactClient | None = None
+    orders: Sequence[ShopOrder] = ()
+    records: Mapping[str, GatewayRecord] = field(default_factory=dict)
+    bookings: Sequence[ExactBooking] = ()
+    waits: int = 0
+
+
 async def run_books_check(services: BooksCheckServices, *, integration_id: int, month: Month) -> Outcome:
     """Check `month` for one integration and store the report; raises the API error that stopped it."""
     async with services.engine.begin() as conn:
         integration = await get_integration_or_raise(conn, integration_id=integration_id)
         await books_checks.start_books_check(conn, integration_id=integration_id, month=str(month))
-    exact: ExactClient | None = None
-    shop: CountingReader | None = None
+    sides = _Sides()
     try:
-        shop = await services.open_shop(integration)
-        orders = await read_shop_month(shop, month)
-        async with services.engine.connect() as conn:
-            records = await books_checks.list_month_records(
-                conn,
-                integration_id=integration_id,
-                first_day=month.first_day,
-                day_after=month.day_after,
-                order_numbers=[o.number for o in orders],
-            )
-            booked_types = await books_checks.document_types_of_month(
-                conn, integration_id=integration_id, first_day=month.first_day, day_after=month.day_after
-            )
-        exact = await services.open_exact(integration)
-        reserve = Reserve(exact)
-        settings = integration.settings
-        bookings = await read_month(
-            exact,
-            document_types=list(dict.fromkeys([settings.insertion_type, *booked_types])),
-            journal=settings.journal_code,
-            month=month,
-            before_page=reserve.wait,
-        )
+        exact, shop = await _read(services, integration, month, sides)
     except ApiError as e:
-        await _finish(services, integration_id, month, None, exact, shop, error=str(e))
+        await _finish(services, integration_id, month, None, sides.exact, sides.shop, error=str(e))
         raise
+    settings = integration.settings
     report = match_month(
         integration_id=integration_id,
         selected_statuses=settings.selected_statuses,
-        orders=orders,
-        bookings=bookings,
-        records=records,
+        orders=sides.orders,
+        bookings=sides.bookings,
+        records=sides.records,
         drafts_processed_in_exact=settings.invoice_status != "final",
     )
     await _finish(services, integration_id, month, report, exact, shop)
@@ -110,7 +100,39 @@ async def run_books_check(services: BooksCheckServices, *, integration_id: int, 
         exact.calls,
         shop.calls,
     )
-    return Outcome(month, report, exact.calls, shop.calls, reserve.waits)
+    return Outcome(month, report, exact.calls, shop.calls, sides.waits)
+
+
+async def _read(
+    services: BooksCheckServices, integration: Integration, month: Month, sides: _Sides
+) -> tuple[ExactClient, CountingReader]:
+    """The shop's orders, the gateway's rows of them, then Exact's documents (giving way to bookings); fills `sides`
+    as it goes (so a failure still reports the calls made) and returns the two clients."""
+    sides.shop = shop = await services.open_shop(integration)
+    sides.orders = await read_shop_month(shop, month)
+    async with services.engine.connect() as conn:
+        sides.records = await books_checks.list_month_records(
+            conn,
+            integration_id=integration.id,
+            first_day=month.first_day,
+            day_after=month.day_after,
+            order_numbers=[o.number for o in sides.orders],
+        )
+        booked_types = await books_checks.document_types_of_month(
+            conn, integration_id=integration.id, first_day=month.first_day, day_after=month.day_after
+        )
+    sides.exact = exact = await services.open_exact(integration)
+    reserve = Reserve(exact)
+    settings = integration.settings
+    sides.bookings = await read_month(
+        exact,
+        document_types=list(dict.fromkeys([settings.insertion_type, *booked_types])),
+        journal=settings.journal_code,
+        month=month,
+        before_page=reserve.wait,
+    )
+    sides.waits = reserve.waits
+    return exact, shop
 
 
 async def _finish(
