@@ -68,8 +68,9 @@ SEED = [
               created_at
        FROM order_sync""",
     "SELECT setval(pg_get_serial_sequence('order_sync', 'id'), (SELECT max(id) FROM order_sync))",
-    "ANALYZE",
 ]
+# Just before the due-shop query is timed: the next polls spread over the coming minute, the last sixth overdue.
+DUE_TIMES = "UPDATE integration SET next_poll_at = now() + ((id % 60) - 10) * interval '1 second'"
 
 
 async def seed(engine: AsyncEngine, *, syncs: int, shops: int) -> float:
@@ -77,7 +78,15 @@ async def seed(engine: AsyncEngine, *, syncs: int, shops: int) -> float:
     async with engine.begin() as conn:
         for statement in SEED:
             await conn.execute(text(statement), {"syncs": syncs, "shops": shops})
+    await vacuum(engine)
     return time.perf_counter() - started
+
+
+async def vacuum(engine: AsyncEngine) -> None:
+    """What autovacuum does to tables in steady use: statistics, and the visibility map index-only scans need."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("VACUUM ANALYZE")
 
 
 async def history_page(conn: AsyncConnection) -> None:
@@ -155,6 +164,9 @@ async def run(args: argparse.Namespace) -> bool:
             )
             ok = True
             for name, query in QUERIES.items():
+                if name.startswith("due-shop"):
+                    async with engine.begin() as conn:
+                        await conn.execute(text(DUE_TIMES))
                 times = sorted(await p95(engine, query, args.runs))
                 value = times[max(0, int(len(times) * 0.95) - 1)]
                 ok &= value < TARGETS_MS[name]

@@ -26,7 +26,18 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
         # "Serializable isolation / Savepoints / Transactional DDL" for pysqlite).
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
+    # asyncpg prepares every statement; after five runs PostgreSQL may switch a prepared statement to a generic plan
+    # that does not see the bound values. Our states are skewed (nearly every order is booked), and the generic plan
+    # of the recovery sweep scanned a million order syncs (bench retention). Custom plans cost a little planning.
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"server_settings": server_settings},
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
