@@ -90,8 +90,9 @@ async def vacuum(engine: AsyncEngine) -> None:
 
 
 async def history_page(conn: AsyncConnection) -> None:
+    """The queries of routes/history.py:history for the first page."""
     await orders.list_syncs(conn, integration_id=BIG_SHOP, limit=50)
-    await orders.count_by_state(conn, integration_id=BIG_SHOP)
+    await orders.count_by_state(conn, integration_id=BIG_SHOP, states=("failed",))
 
 
 async def recovery_sweep(conn: AsyncConnection) -> None:

@@ -124,7 +124,7 @@ async def history(request: Request) -> Response:
             limit=PAGE_SIZE,
             offset=(values["page"] - 1) * PAGE_SIZE,
         )
-        failed = (await orders.count_by_state(conn, integration_id=integration.id)).get("failed", 0)
+        failed = (await orders.count_by_state(conn, integration_id=integration.id, states=("failed",))).get("failed", 0)
         statuses = await status_names(conn, integration.id)
     pages = max(1, -(-total // PAGE_SIZE))
     query = {k: values[k] for k in ("state", "q", "from", "to") if values.get(k) and k not in errors}

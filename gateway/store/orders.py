@@ -361,11 +361,13 @@ async def list_syncs(
     return [OrderSync.from_row(r) for r in rows], int(total)
 
 
-async def count_by_state(conn: AsyncConnection, *, integration_id: int) -> dict[str, int]:
+async def count_by_state(conn: AsyncConnection, *, integration_id: int, states: tuple[str, ...] = ()) -> dict[str, int]:
+    """Order syncs per state, of every state or only of `states` (cheap for a big shop: an index range each)."""
     c = tables.order_sync.c
-    rows = (
-        await conn.execute(select(c.state, func.count()).where(c.integration_id == integration_id).group_by(c.state))
-    ).all()
+    conditions = [c.integration_id == integration_id]
+    if states:
+        conditions.append(c.state.in_(states))
+    rows = (await conn.execute(select(c.state, func.count()).where(*conditions).group_by(c.state))).all()
     return {state: int(n) for state, n in rows}
 
 
