@@ -29,7 +29,7 @@ from gateway.jobs.sync_order import BookingServices, book_order, services_from_c
 from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import Settings
 from gateway.store import attempts, credentials, exact_links, notices, orders
-from gateway.store.integrations import Integration, IntegrationSettings, save_vat_mapping
+from gateway.store.integrations import Integration, IntegrationSettings, save_vat_mapping, update_integration
 from tests.support.factories import connect_exact_sandbox, create_active_integration
 
 DIVISION = 123456  # the sandbox's plain administration
@@ -274,3 +274,19 @@ async def test_a_big_order_of_items_exact_already_has_adopts_them_with_batched_l
     codes = Counter(row["Code"].strip() for row in sandbox.rows("Items") if row["Code"].startswith("NEW-7006"))
     assert len(codes) == 150
     assert set(codes.values()) == {1}
+
+
+async def test_new_items_of_one_item_group_cost_one_look_up_of_its_revenue_account(
+    engine: AsyncEngine, fast_settings: Settings, sandbox: Sandbox, services: BookingServices, shop: dict
+) -> None:
+    integration = await established_shop(engine, fast_settings, sandbox, services)
+    async with engine.begin() as conn:  # no revenue account of its own: the items' group decides (item ledger)
+        await save_vat_mapping(conn, integration_id=integration.id, category="NL-21", vat_code="2", gl_account=None)
+        await update_integration(conn, integration_id=integration.id, settings=BIG.replace(use_item_ledger=True))
+    sync_id = await queue(engine, shop, integration, big_order("7007", lines=25, distinct=20))
+    before = len(sandbox.calls())
+    result, _ = await book_until_done(services, sync_id)
+    assert result.startswith("booked"), result
+    calls = Counter(sandbox.calls(before))
+    assert calls[("POST", ITEMS)] == 20
+    assert calls[("GET", "logistics/ItemGroups")] == 1

@@ -324,6 +324,7 @@ class _Resolver:
     ) -> None:
         self.client = client
         self.finder = finder
+        self.group_revenue: dict[str, str] = {}  # item group id -> its revenue G/L account id
         self.settings = settings
         self.known = known
         self.gate = gate
@@ -463,7 +464,9 @@ class _Resolver:
         """Take the item and its revenue account (its own, else its item group's with "use item ledger accounts")."""
         gl = item.gl_revenue
         if not gl and self.settings.use_item_ledger and item.item_group:
-            gl = await item_group_revenue(self.client, item.item_group)
+            if item.item_group not in self.group_revenue:  # one look-up per group, not per item of a big order
+                self.group_revenue[item.item_group] = await item_group_revenue(self.client, item.item_group)
+            gl = self.group_revenue[item.item_group]
         self.items[code] = self.learned[("item", code)] = item.id
         self.revenue[code] = self.learned[("item_revenue", code)] = gl
 
