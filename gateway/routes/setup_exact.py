@@ -276,6 +276,9 @@ async def setup_booking(request: Request) -> Response:
 
     async def handle(integration: Integration, context: dict[str, Any], data: Any) -> Response | None:
         context["values"] = setup_forms.booking_initial_values(integration.settings)
+        if not context["values"]["journal_code"] and context["journals"]:
+            # Pre-answered with the administration's first sales journal (Exact's own is 70, "Verkoopboek").
+            context["values"]["journal_code"] = min(context["journals"], key=lambda j: (len(j.code), j.code)).code
         context["credit_selected"] = await credit_statuses_selected(request, integration)
         if data is None:
             return None

@@ -22,7 +22,7 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 375, "height": 812}  # the narrowest phone the pages are made for
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ UNLABELLED = """() => Array.from(document.querySelectorAll('input, select, texta
                 && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
   .map(el => el.outerHTML.slice(0, 120))"""
 OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+# Tabs a phone cannot see without scrolling the tab bar sideways (every tab must be reachable at a glance).
+HIDDEN_TABS = """() => Array.from(document.querySelectorAll('.tabs a')).filter(a => {
+  const box = a.getBoundingClientRect(); return box.right > window.innerWidth + 0.5 || box.left < -0.5;
+}).map(a => a.textContent.trim())"""
 
 
 def shoot(page: Any, name: str) -> None:
@@ -56,5 +60,6 @@ def shoot(page: Any, name: str) -> None:
         page.set_viewport_size(size)
         if label == "phone":
             assert page.evaluate(OVERFLOW) <= 0, f"{page.url} is wider than a phone"
+            assert page.evaluate(HIDDEN_TABS) == [], f"tabs out of sight on a phone at {page.url}"
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=True)
     page.set_viewport_size(DESKTOP)
