@@ -18,6 +18,7 @@ from gateway.books_check.findings import Kind
 from gateway.books_check.run import run_books_check
 from gateway.settings import Settings
 from gateway.store import books_checks, orders
+from gateway.store.accounts import set_locale
 from gateway.store.integrations import get_integration_or_raise
 from tests.support.books_month import MONTH, BooksMonth, books_month
 from tests.support.factories import create_login, csrf_of, log_in
@@ -161,3 +162,14 @@ async def test_another_owner_sees_nothing_of_this_shops_books(client: TestClient
     log_in(client, STRANGER)
     for suffix in (f"/{MONTH}", f"/{MONTH}.csv", f"/{MONTH}.pdf", ""):
         assert client.get(page(client, month, suffix)).status_code == 404, suffix
+
+
+async def test_a_dutch_owner_reads_the_month_in_dutch_with_dutch_amounts(client: TestClient, month: BooksMonth) -> None:
+    async with month.engine.begin() as conn:
+        await set_locale(conn, account_id=month.integration.account_id, locale="nl")
+    log_in(client, OWNER)
+    html = client.get(page(client, month, f"/{MONTH}"), headers={"Accept-Language": "nl"}).text
+    assert "Controle 2026-10" in html
+    assert "2 verschillen" in html
+    assert "Bedragen verschillen" in html
+    assert "verschil €\u00a0-0,05" in html  # Babel, Dutch: the sign after the currency
