@@ -138,3 +138,24 @@ def read_reset_token(secret_key: str, token: str) -> tuple[int, str] | None:
 
 def reset_token_matches(fingerprint: str, password_hash: str) -> bool:
     return hmac.compare_digest(fingerprint, _fingerprint(password_hash))
+
+
+SIGNIN_MAX_AGE = 24 * 60 * 60  # the link that finishes a sign-up works for a day
+_SIGNIN_SALT = "sign-up-confirm"
+
+
+def make_signin_token(secret_key: str, *, account_id: int, password_hash: str) -> str:
+    """A signed, expiring token for the link that finishes a sign-up. Like a reset token it names the password hash
+    (a later sign-up with the same address replaces the hash, and the older link stops working); the route also
+    refuses it once the address is confirmed, so it works once."""
+    return URLSafeTimedSerializer(secret_key, salt=_SIGNIN_SALT).dumps([account_id, _fingerprint(password_hash)])
+
+
+def read_signin_token(secret_key: str, token: str) -> tuple[int, str] | None:
+    try:
+        data = URLSafeTimedSerializer(secret_key, salt=_SIGNIN_SALT).loads(token, max_age=SIGNIN_MAX_AGE)
+    except BadSignature:
+        return None
+    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], int) and isinstance(data[1], str)):
+        return None
+    return data[0], data[1]

@@ -81,6 +81,7 @@ account = Table(
     _ts("created_at", nullable=False),
     _ts("password_changed_at"),
     _ts("last_login_at"),
+    _ts("email_confirmed_at"),  # null until the sign-up link mailed to the address is opened; no login before
 )
 
 integration = Table(

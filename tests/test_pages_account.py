@@ -17,6 +17,7 @@ from gateway.store import accounts, credentials
 from gateway.store.integrations import create_integration, list_integrations
 from gateway.store.outbox import list_mail
 from tests.support.factories import PAGE_PASSWORD, create_active_integration, create_login, csrf_of, log_in
+from tests.support.pages import mailed_link
 
 
 def post_form(client: TestClient, url: str, **data: str) -> object:
@@ -42,6 +43,7 @@ async def test_signing_up_creates_the_account_a_shop_and_a_welcome_mail(
 ) -> None:
     response = post_form(client, "/signup", email=" New.Owner@Shop.test ", password="a long enough password")
     assert response.status_code == 303, response.text
+    assert response.headers["location"].endswith("/login")
     async with engine.connect() as conn:
         account = await accounts.get_account_by_email(conn, email="new.owner@shop.test")
         assert account is not None
@@ -49,13 +51,19 @@ async def test_signing_up_creates_the_account_a_shop_and_a_welcome_mail(
         mails = await list_mail(conn)
     assert account.password_hash.startswith("$argon2id$")
     assert verify_password(account.password_hash, "a long enough password")
+    assert not account.confirmed
     assert len(shops) == 1
     assert shops[0].state == "setup"
     assert shops[0].trial_ends_at is not None
-    assert response.headers["location"].endswith(f"/integrations/{shops[0].id}/setup")
     assert [m.to_address for m in mails] == ["new.owner@shop.test"]
-    assert f"{settings.public_url}/" in mails[0].body
+    assert client.get("/account", follow_redirects=False).status_code == 303  # not logged in before the link
+    link = mailed_link(settings, "/welcome/")
+    assert client.get(link).status_code == 200  # opening the link (a mail scanner) confirms nothing
+    confirmed = client.post(link, data={"csrf_token": csrf_of(client.get(link).text)}, follow_redirects=False)
+    assert confirmed.status_code == 303, confirmed.text
+    assert confirmed.headers["location"].endswith(f"/integrations/{shops[0].id}/setup")
     assert client.get("/account").status_code == 200  # logged in
+    assert client.get(link).status_code == 400  # the link worked once
 
 
 async def test_sign_up_errors_keep_the_email_and_never_echo_the_password(
@@ -70,13 +78,43 @@ async def test_sign_up_errors_keep_the_email_and_never_echo_the_password(
     assert await count(engine, tables.account) == 0
 
 
-async def test_signing_up_twice_with_one_address_is_refused(client: TestClient, engine: AsyncEngine) -> None:
+async def test_signing_up_with_a_taken_address_answers_the_same_and_mails_the_owner(
+    client: TestClient, engine: AsyncEngine
+) -> None:
     async with engine.begin() as conn:
         await create_login(conn, email="taken@shop.test")
-    response = post_form(client, "/signup", email="TAKEN@shop.test", password="another long password")
-    assert response.status_code == 400
-    assert "exists already" in response.text
-    assert await count(engine, tables.account) == 1
+    taken = post_form(client, "/signup", email="TAKEN@shop.test", password="another long password")
+    fresh = post_form(client, "/signup", email="fresh@shop.test", password="another long password")
+    assert (taken.status_code, taken.headers["location"]) == (fresh.status_code, fresh.headers["location"])
+    notice = client.get("/login").text
+    assert "Almost done: open the link we sent to" in notice
+    async with engine.connect() as conn:
+        owner = await accounts.get_account_by_email(conn, email="taken@shop.test")
+        mails = {m.to_address: m for m in await list_mail(conn)}
+    assert owner is not None
+    assert verify_password(owner.password_hash, PAGE_PASSWORD)  # nothing changed
+    assert "already has an account" in mails["taken@shop.test"].body
+    assert "/welcome/" not in mails["taken@shop.test"].body
+    assert "/welcome/" in mails["fresh@shop.test"].body
+    assert await count(engine, tables.account) == 2
+
+
+async def test_an_unconfirmed_account_cannot_log_in_and_a_later_sign_up_takes_over(
+    client: TestClient, engine: AsyncEngine, settings: Settings
+) -> None:
+    """Someone else signing up with your address first gains nothing: no login with their password, and your own
+    sign-up replaces it (their link stops working)."""
+    assert post_form(client, "/signup", email="mine@shop.test", password="the squatter's password").status_code == 303
+    squatter_link = mailed_link(settings, "/welcome/")
+    refused = post_form(client, "/login", email="mine@shop.test", password="the squatter's password")
+    assert refused.status_code == 400
+    assert post_form(client, "/signup", email="mine@shop.test", password="the owner's password").status_code == 303
+    assert client.get(squatter_link).status_code == 400
+    owner_link = mailed_link(settings, "/welcome/")
+    client.post(owner_link, data={"csrf_token": csrf_of(client.get(owner_link).text)})
+    client.cookies.clear()
+    assert post_form(client, "/login", email="mine@shop.test", password="the squatter's password").status_code == 400
+    assert post_form(client, "/login", email="mine@shop.test", password="the owner's password").status_code == 303
 
 
 async def test_the_home_page_leads_to_the_right_place(client: TestClient, engine: AsyncEngine) -> None:

@@ -38,6 +38,7 @@ PUBLIC = {
     "/signup": "the sign-up form",
     "/forgot": "the forgotten-password form",
     "/reset/{token}": "a reset link (the token in the URL is the credential)",
+    "/welcome/{token}": "the link that finishes a sign-up (the token in the URL is the credential)",
     "/language": "switching the language of the anonymous pages",
     "/healthz": "process liveness for the orchestrator",
     "/readyz": "readiness for the orchestrator (names no secret)",

@@ -6,6 +6,7 @@ Every form page is one endpoint for GET and POST: CSRF first, parse, 400 with th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,7 @@ async def home(request: Request) -> Response:
 
 
 async def signup(request: Request) -> Response:
+    """The same answer whether or not the address has an account (no enumeration): the mail tells the owner."""
     values: dict[str, object] = {}
     errors: forms.Errors = {}
     if request.method == "POST":
@@ -53,26 +55,10 @@ async def signup(request: Request) -> Response:
             errors["email"] = N_("Too many requests from your address. Try again later.")
         if not errors:
             await login_limits.count(request.app.state.arq, (limit,))
-            locale = request_locale(request)
-            engine: AsyncEngine = request.app.state.engine
-            password_hash = await request.app.state.passwords.hash(str(values["password"]))
-            async with engine.begin() as conn:
-                try:
-                    account = await accounts.create_account(
-                        conn, email=str(values["email"]), password_hash=password_hash, locale=locale
-                    )
-                except accounts.EmailTaken:
-                    errors["email"] = N_("An account with this e-mail address exists already. Log in instead.")
-                else:
-                    integration = await create_integration(
-                        conn, account_id=account.id, trial_days=request.app.state.settings.trial_days
-                    )
-                    await login_session(request, conn, account.id, password_changed_at=account.password_changed_at)
-            if not errors:
-                set_request_locale(request, locale)
-                await _send_welcome(request, account, locale)
-                flash(request, N_("Welcome! Connect your shop in a few steps."))
-                return redirect(str(request.url_for("setup", integration_id=integration.id)))
+            email = str(values["email"])
+            await _sign_up(request, email, str(values["password"]))
+            flash(request, N_("Almost done: open the link we sent to %(email)s to finish signing up.", email=email))
+            return redirect(str(request.url_for("login")))
     return render(
         request,
         "account/signup.html",
@@ -81,15 +67,97 @@ async def signup(request: Request) -> Response:
     )
 
 
+async def _sign_up(request: Request, email: str, password: str) -> None:
+    """A new address gets an unconfirmed account, a shop and the link that finishes signing up; an address still
+    unconfirmed gets the new password and a new link (the older one dies); an owner's address gets a mail saying
+    that someone tried, with the ways in. Nobody is logged in here."""
+    state = request.app.state
+    password_hash = await state.passwords.hash(password)
+    locale = request_locale(request)
+    async with state.engine.begin() as conn:
+        account = await accounts.get_account_by_email(conn, email=email)
+        if account is None:
+            try:
+                account = await accounts.create_account(
+                    conn, email=email, password_hash=password_hash, locale=locale, confirmed=False
+                )
+            except accounts.EmailTaken:
+                return  # a sign-up for the same address at the same moment: that one sends the mail
+            await create_integration(conn, account_id=account.id, trial_days=state.settings.trial_days)
+        elif not account.confirmed:
+            await accounts.set_password_hash(conn, account_id=account.id, password_hash=password_hash)
+            account = dataclasses.replace(account, password_hash=password_hash)
+    if account.confirmed:
+        await _send_account_exists(request, account)
+    else:
+        await _send_welcome(request, account, locale)
+
+
 async def _send_welcome(request: Request, account: accounts.Account, locale: str) -> None:
     settings = request.app.state.settings
+    token = passwords.make_signin_token(
+        str(settings.secret_key), account_id=account.id, password_hash=account.password_hash
+    )
+    signin_url = f"{settings.public_url}/welcome/{token}"
     body = request.app.state.templates.get_template("mail/welcome.txt").render(
-        _=lambda text, **p: translate(locale, text, **p), dashboard_url=f"{settings.public_url}/", email=account.email
+        _=lambda text, **p: translate(locale, text, **p),
+        signin_url=signin_url,
+        hours=passwords.SIGNIN_MAX_AGE // 3600,
+        email=account.email,
     )
     subject = translate(locale, N_("Welcome to your Mijnwebwinkel → Exact Online link"))
     await send_mail(
+        request.app.state.engine,
+        settings,
+        to=account.email,
+        subject=subject,
+        body=body,
+        account_id=account.id,
+        redact=(signin_url, token),
+    )
+
+
+async def _send_account_exists(request: Request, account: accounts.Account) -> None:
+    settings = request.app.state.settings
+    locale = account.locale if account.locale in LOCALES else request_locale(request)
+    body = request.app.state.templates.get_template("mail/signup_exists.txt").render(
+        _=lambda text, **p: translate(locale, text, **p),
+        email=account.email,
+        login_url=f"{settings.public_url}/login",
+        forgot_url=f"{settings.public_url}/forgot",
+    )
+    subject = translate(locale, N_("You already have an account"))
+    await send_mail(
         request.app.state.engine, settings, to=account.email, subject=subject, body=body, account_id=account.id
     )
+
+
+async def welcome(request: Request) -> Response:
+    """The link that finishes a sign-up: GET shows a button (mail scanners that open links confirm nothing), POST
+    confirms the address, logs in and goes on to the set-up."""
+    data = await verify_csrf(request) if request.method == "POST" else None
+    claim = passwords.read_signin_token(str(request.app.state.settings.secret_key), request.path_params["token"])
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.connect() as conn:
+        account = await accounts.get_account(conn, account_id=claim[0]) if claim else None
+    if (
+        not claim
+        or not account
+        or account.confirmed
+        or not passwords.reset_token_matches(claim[1], account.password_hash)
+    ):
+        return render(request, "account/welcome_invalid.html", status_code=400)
+    if data is None:
+        return render(request, "account/welcome.html", {"email": account.email})
+    async with engine.begin() as conn:
+        await accounts.confirm_email(conn, account_id=account.id)
+        await login_session(request, conn, account.id, password_changed_at=account.password_changed_at)
+        integrations = await list_integrations(conn, account_id=account.id)
+    set_request_locale(request, account.locale)
+    flash(request, N_("Welcome! Connect your shop in a few steps."))
+    if not integrations:
+        return redirect("/")
+    return redirect(str(request.url_for("setup", integration_id=integrations[0].id)))
 
 
 async def login(request: Request) -> Response:
@@ -131,7 +199,7 @@ async def _try_login(request: Request, email: str, password: str) -> int | tuple
         account = await accounts.get_account_by_email(conn, email=email)
     if account is None:
         await state.passwords.spend_verify_time(password)
-    elif await state.passwords.verify(account.password_hash, password):
+    elif await state.passwords.verify(account.password_hash, password) and account.confirmed:
         rehashed = await state.passwords.hash(password) if passwords.needs_rehash(account.password_hash) else None
         async with state.engine.begin() as conn:
             await accounts.record_login(conn, account_id=account.id, rehashed=rehashed)
@@ -221,6 +289,7 @@ async def reset(request: Request) -> Response:
             new_hash = await request.app.state.passwords.hash(str(values["new_password"]))
             async with engine.begin() as conn:
                 changed_at = await accounts.set_password_hash(conn, account_id=account.id, password_hash=new_hash)
+                await accounts.confirm_email(conn, account_id=account.id)  # the reset link proved the mailbox
                 await end_account_sessions(conn, account_id=account.id)
                 await login_session(request, conn, account.id, password_changed_at=changed_at)
             await login_limits.clear(request.app.state.arq, request.app.state.limit_keys.login_account(account.email))
@@ -338,6 +407,7 @@ async def language(request: Request) -> Response:
 routes = [
     Route("/", home, name="home"),
     Route("/signup", signup, name="signup", methods=["GET", "POST"]),
+    Route("/welcome/{token}", welcome, name="welcome", methods=["GET", "POST"]),
     Route("/login", login, name="login", methods=["GET", "POST"]),
     Route("/logout", logout, name="logout", methods=["POST"]),
     Route("/forgot", forgot, name="forgot", methods=["GET", "POST"]),

@@ -32,6 +32,11 @@ class Account:
     created_at: datetime
     password_changed_at: datetime | None
     last_login_at: datetime | None
+    email_confirmed_at: datetime | None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.email_confirmed_at is not None
 
     def __repr__(self) -> str:  # keep the hash out of logs and tracebacks
         return f"Account(id={self.id})"
@@ -47,8 +52,13 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def create_account(conn: AsyncConnection, *, email: str, password_hash: str, locale: str = "nl") -> Account:
-    """Insert a new account; raise EmailTaken when the address is in use (the transaction stays usable)."""
+async def create_account(
+    conn: AsyncConnection, *, email: str, password_hash: str, locale: str = "nl", confirmed: bool = True
+) -> Account:
+    """Insert a new account; raise EmailTaken when the address is in use (the transaction stays usable).
+
+    The sign-up page creates it unconfirmed (no login until the mailed link is opened); the demo, the operator and
+    tests create confirmed ones."""
     now = utcnow()
     try:
         async with conn.begin_nested():
@@ -60,6 +70,7 @@ async def create_account(conn: AsyncConnection, *, email: str, password_hash: st
                     locale=locale,
                     created_at=now,
                     password_changed_at=now,
+                    email_confirmed_at=now if confirmed else None,
                 )
                 .returning(tables.account)
             )
@@ -138,4 +149,14 @@ async def delete_account(conn: AsyncConnection, *, account_id: int) -> bool:
     await conn.execute(delete(tables.outbox_mail).where(tables.outbox_mail.c.account_id == account_id))
     await conn.execute(delete(tables.login_session).where(tables.login_session.c.account_id == account_id))
     result = await conn.execute(delete(tables.account).where(tables.account.c.id == account_id))
+    return bool(result.rowcount)
+
+
+async def confirm_email(conn: AsyncConnection, *, account_id: int) -> bool:
+    """Mark the address as its owner's (the sign-up link, or a reset link, was opened); False if it was already."""
+    result = await conn.execute(
+        update(tables.account)
+        .where(tables.account.c.id == account_id, tables.account.c.email_confirmed_at.is_(None))
+        .values(email_confirmed_at=utcnow())
+    )
     return bool(result.rowcount)

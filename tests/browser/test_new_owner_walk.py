@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.support.browser import Live, shoot
+from tests.support.pages import mailed_link
 
 pytestmark = pytest.mark.browser
 EMAIL = "new.owner@theepot.test"
@@ -39,6 +40,11 @@ def sign_up(page: Any, live: Live) -> None:
     page.get_by_label("E-mail address").fill(EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/login$"))
+    page.get_by_text("Almost done: open the link we sent to").wait_for()
+    page.goto(live.url + mailed_link(live.settings, "/welcome/"))  # the link in the welcome mail
+    shoot(page, "02b-finish-signing-up")
+    page.get_by_role("button", name="Confirm and log in").click()
     page.wait_for_url(re.compile(r"/integrations/\d+/setup$"))
     shoot(page, "03-setup-overview")
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.browser import Live, shoot
+from tests.support.pages import mailed_link
 
 pytestmark = pytest.mark.browser
 
@@ -25,6 +26,9 @@ def test_a_password_change_logs_out_the_other_browser(browser: Any, live: Live) 
     mine.get_by_label("E-mail address").fill(EMAIL)
     mine.get_by_label("Password").fill(OLD)
     mine.get_by_role("button", name="Create account").click()
+    mine.wait_for_url(re.compile(r"/login$"))
+    mine.goto(live.url + mailed_link(live.settings, "/welcome/"))  # the link in the welcome mail
+    mine.get_by_role("button", name="Confirm and log in").click()
     mine.wait_for_url(re.compile(r"/setup$"))
     theirs.goto(live.url + "/login")
     theirs.get_by_label("E-mail address").fill(EMAIL)

@@ -1,25 +1,52 @@
-"""The customer pages' forms as a test fills them: CSRF tokens, and the set-up wizard's steps (signing up, connecting
-the shop and Exact through the sandboxes)."""
+"""The customer pages' forms as a test fills them: CSRF tokens, links from the outbox, and the set-up wizard's steps
+(signing up through the mailed link, connecting the shop and Exact through the sandboxes)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 from starlette.testclient import TestClient
 
+from gateway.db import create_engine
 from gateway.sandbox.mww_seed import SANDBOX_SHOP_TOKEN
+from gateway.settings import Settings
+from gateway.store.outbox import list_mail
+from tests.support.environment import run_in_thread
 from tests.support.factories import csrf_of
 
 
-def sign_up(client: TestClient) -> int:
+def mailed_link(settings: Settings, prefix: str) -> str:
+    """The path of the newest link starting with `prefix` (e.g. "/welcome/") in the outbox."""
+
+    async def newest() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                mails = await list_mail(conn)
+        finally:
+            await engine.dispose()
+        for mail in mails:
+            match = re.search(re.escape(settings.public_url + prefix) + r"\S+", mail.body)
+            if match:
+                return match.group(0).removeprefix(settings.public_url)
+        raise AssertionError(f"no mail holds a link under {prefix}")
+
+    return str(run_in_thread(newest()))
+
+
+def sign_up(client: TestClient, email: str = "wizard@shop.test", password: str = "a long enough password") -> int:
+    """Sign up and open the mailed link, as a new owner does; returns the new shop's integration id."""
     token = csrf_of(client.get("/signup").text)
     response = client.post(
-        "/signup",
-        data={"csrf_token": token, "email": "wizard@shop.test", "password": "a long enough password"},
-        follow_redirects=False,
+        "/signup", data={"csrf_token": token, "email": email, "password": password}, follow_redirects=False
     )
-    return int(response.headers["location"].split("/integrations/")[1].split("/")[0])
+    assert response.status_code == 303, response.text
+    link = mailed_link(client.app.state.settings, "/welcome/")  # type: ignore[attr-defined]
+    confirmed = client.post(link, data={"csrf_token": csrf_of(client.get(link).text)}, follow_redirects=False)
+    assert confirmed.status_code == 303, confirmed.text
+    return int(confirmed.headers["location"].split("/integrations/")[1].split("/")[0])
 
 
 def submit(client: TestClient, url: str, data: dict[str, Any]) -> httpx.Response:
