@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.crypto import Cipher
 from gateway.jobs.books_check import books_check, queue_monthly_checks
+from gateway.queue import enqueue_books_check
 from gateway.settings import Settings
 from gateway.store import books_checks
 from gateway.store.integrations import save_settings, update_integration
@@ -102,3 +103,19 @@ async def test_a_check_that_meets_an_unreachable_exact_is_retried_later(month: B
     assert stored.state == "failed"
     assert stored.error
     assert "token" not in stored.error.lower()
+
+
+async def test_a_queued_check_runs_on_the_worker(month: BooksMonth, make_worker: Any) -> None:
+    assert await enqueue_books_check(month.redis, integration_id=month.integration.id, month=str(MONTH), mail=True)
+    assert not await enqueue_books_check(month.redis, integration_id=month.integration.id, month=str(MONTH))
+
+    worker = make_worker(settings=month.settings, http=month.http, cipher=Cipher(month.settings.encryption_keys))
+    await worker.run_check()
+
+    async with month.engine.connect() as conn:
+        stored = await books_checks.get_books_check(conn, integration_id=month.integration.id, month=str(MONTH))
+        mails = await list_mail(conn)
+    assert stored is not None
+    assert stored.report is not None
+    assert (stored.state, stored.report.headline.orders, stored.report.headline.differences) == ("done", 2, 0)
+    assert [m.subject for m in mails if m.to_address == OWNER] == ["Controle 2026-10: Test shop"]
