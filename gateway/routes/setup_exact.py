@@ -6,6 +6,7 @@ again). Combinations that cannot work are refused inline with the reason (gatewa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -45,7 +46,7 @@ from gateway.store.integrations import (
     save_vat_mapping,
     update_integration,
 )
-from gateway.vat import categories_from_regions, is_oss
+from gateway.vat import EU_VAT_OSS, categories_from_regions, is_oss
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +230,14 @@ async def setup_vat(request: Request) -> Response:
         if data is not None and data.get("eu_consumer_vat") in EU_VAT_MODES:
             mode = str(data.get("eu_consumer_vat"))
         categories, problem = await vat_categories(request, integration, mode, saved)
+        if data is None and "vat" not in integration.settings.completed_steps and mode != EU_VAT_OSS:
+            # Pre-answered: a shop with VAT rates of other EU countries charges the customer's VAT (OSS).
+            oss, problem = await vat_categories(request, integration, EU_VAT_OSS, saved)
+            if any(is_oss(c) for c in oss):
+                mode, categories = EU_VAT_OSS, oss
+                integration = dataclasses.replace(
+                    integration, settings=integration.settings.replace(eu_consumer_vat=EU_VAT_OSS)
+                )
         initial = setup_forms.vat_initial_values(
             integration, saved, categories, context["vat_codes"], context["gl_accounts"]
         )

@@ -119,6 +119,7 @@ def test_a_dutch_shop_is_set_up_with_few_changed_inputs(browser: Any, live: Live
     owner.shoot("review")
     page.locator("form[action$='/setup/test'] button[type=submit]").click()
     page.wait_for_load_state()
+    assert page.locator(".notice-success").count() == 1, "the dry run did not book the shop's latest order"
     owner.shoot("review-tested")
     page.locator("form[action$='/setup/activate'] button[type=submit]").click()
     page.wait_for_url(re.compile(r"/dashboard$"))
