@@ -105,6 +105,7 @@ async def _cached(
     model: type[T],
     fetch: Callable[[], Awaitable[list[T]]],
     refresh: bool,
+    redis: Redis | None = None,
 ) -> list[T]:
     if not refresh:
         async with engine.connect() as conn:
@@ -115,7 +116,8 @@ async def _cached(
     key = (id(engine), integration_id, kind)
     flight = _IN_FLIGHT.get(key)
     if flight is None or refresh:
-        flight = asyncio.ensure_future(_fetch_and_store(engine, integration_id=integration_id, kind=kind, fetch=fetch))
+        read = _fetch_and_store(engine, integration_id=integration_id, kind=kind, model=model, fetch=fetch, redis=redis)
+        flight = asyncio.ensure_future(read)
         _IN_FLIGHT[key] = flight
         flight.add_done_callback(lambda done: _IN_FLIGHT.pop(key) if _IN_FLIGHT.get(key) is done else None)
     # Shielded: a waiter cancelled (its job's timeout) does not cancel the read the others wait for.
@@ -123,6 +125,27 @@ async def _cached(
 
 
 async def _fetch_and_store(
+    engine: AsyncEngine,
+    *,
+    integration_id: int,
+    kind: str,
+    model: type[T],
+    fetch: Callable[[], Awaitable[list[T]]],
+    redis: Redis | None,
+) -> list[T]:
+    """Read the list from Exact and cache it. With `redis`, under the kind's gate for every process, and only when no
+    process cached it while this one waited."""
+    if redis is None:
+        return await _read_and_store(engine, integration_id=integration_id, kind=kind, fetch=fetch)
+    async with _gate(redis, integration_id, kind):
+        async with engine.connect() as conn:
+            cached = await read_lookup(conn, integration_id=integration_id, kind=kind)
+        if cached is not None:
+            return [_decode(model, item) for item in cached]
+        return await _read_and_store(engine, integration_id=integration_id, kind=kind, fetch=fetch)
+
+
+async def _read_and_store(
     engine: AsyncEngine, *, integration_id: int, kind: str, fetch: Callable[[], Awaitable[list[T]]]
 ) -> list[T]:
     # Read Exact outside any transaction: a slow answer must not hold a database lock.
@@ -147,15 +170,27 @@ async def divisions(
 
 
 async def vat_codes(
-    *, engine: AsyncEngine, client: ExactClient, integration_id: int, refresh: bool = False
+    *,
+    engine: AsyncEngine,
+    client: ExactClient,
+    integration_id: int,
+    refresh: bool = False,
+    redis: Redis | None = None,
 ) -> list[ExactVatCode]:
-    """VAT codes a sales booking may use: sales or both, not blocked (OSS codes carry their country)."""
+    """VAT codes a sales booking may use: sales or both, not blocked (OSS codes carry their country). With `redis`
+    (the booking job), one read for all processes when the list is not cached."""
 
     async def fetch() -> list[ExactVatCode]:
         return [v for v in await client.list_vat_codes() if v.is_sales and not v.is_blocked]
 
     return await _cached(
-        engine, integration_id=integration_id, kind=VAT_CODES, model=ExactVatCode, fetch=fetch, refresh=refresh
+        engine,
+        integration_id=integration_id,
+        kind=VAT_CODES,
+        model=ExactVatCode,
+        fetch=fetch,
+        refresh=refresh,
+        redis=redis,
     )
 
 
@@ -173,15 +208,26 @@ async def revenue_gl_accounts(
 
 
 async def sales_journals(
-    *, engine: AsyncEngine, client: ExactClient, integration_id: int, refresh: bool = False
+    *,
+    engine: AsyncEngine,
+    client: ExactClient,
+    integration_id: int,
+    refresh: bool = False,
+    redis: Redis | None = None,
 ) -> list[ExactJournal]:
-    """Unblocked sales journals (type 20)."""
+    """Unblocked sales journals (type 20). With `redis`, one read for all processes when the list is not cached."""
 
     async def fetch() -> list[ExactJournal]:
         return [j for j in await client.list_journals() if not j.is_blocked]
 
     return await _cached(
-        engine, integration_id=integration_id, kind=JOURNALS, model=ExactJournal, fetch=fetch, refresh=refresh
+        engine,
+        integration_id=integration_id,
+        kind=JOURNALS,
+        model=ExactJournal,
+        fetch=fetch,
+        refresh=refresh,
+        redis=redis,
     )
 
 

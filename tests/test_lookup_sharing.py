@@ -19,6 +19,7 @@ from gateway import lookups, tables
 from gateway.booking import SETTINGS, BookingError
 from gateway.clients.exact import ExactClient
 from gateway.clock import utcnow
+from gateway.db import create_engine
 from gateway.jobs.sync_order import book_order
 from gateway.settings import Settings
 from gateway.store import exact_links
@@ -198,3 +199,36 @@ async def test_concurrent_jobs_share_one_read_of_a_list_not_cached_yet(
     assert lists[0]
     await lookups.vat_codes(engine=engine, client=client(settings, http), integration_id=shop)  # cached now
     assert route.call_count == 1
+
+
+async def test_booking_processes_share_one_read_of_a_list_through_redis(
+    engine: AsyncEngine,
+    redis: Redis,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    exact_api: respx.MockRouter,
+) -> None:
+    answered = asyncio.Event()
+
+    async def journals(request: httpx.Request) -> httpx.Response:
+        await answered.wait()
+        rows = [{"Code": "70", "Description": "Verkoop", "Type": 20, "IsBlocked": False}]
+        return httpx.Response(200, json={"d": {"results": rows}})
+
+    route = exact_api.get(path=f"/api/v1/{DIVISION}/financial/Journals").mock(side_effect=journals)
+    shop = await integration_id(engine)
+    other_process = create_engine(settings.database_url)  # a second worker: its own engine, the same Redis
+    try:
+        jobs = [
+            asyncio.create_task(
+                lookups.sales_journals(engine=e, client=client(settings, http), integration_id=shop, redis=redis)
+            )
+            for e in (engine, other_process, engine, other_process)
+        ]
+        await asyncio.sleep(0.05)
+        answered.set()
+        lists = await asyncio.gather(*jobs)
+    finally:
+        await other_process.dispose()
+    assert route.call_count == 1
+    assert all([j.code for j in found] == ["70"] for found in lists)

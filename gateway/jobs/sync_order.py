@@ -255,7 +255,7 @@ async def _plan(
     """The booking plan, checked against the rates of the Exact VAT codes it maps to and the currencies its journal
     takes (cached look-ups)."""
     integration = attempt.integration
-    codes = await vat_codes(engine=services.engine, client=exact, integration_id=integration.id)
+    codes = await vat_codes(engine=services.engine, client=exact, integration_id=integration.id, redis=services.redis)
     return plan_booking(
         order,
         attempt.settings,
@@ -274,7 +274,9 @@ async def _journal_currency(
     code = attempt.settings.journal_code.strip()
     if attempt.settings.insertion_type == booking.SALES_ORDER or not code:
         return None
-    journals = await sales_journals(engine=services.engine, client=exact, integration_id=attempt.integration.id)
+    journals = await sales_journals(
+        engine=services.engine, client=exact, integration_id=attempt.integration.id, redis=services.redis
+    )
     journal = next((j for j in journals if j.code == code), None)
     if journal is None or journal.currency is None or journal.allows_other_currencies is None:
         return None
