@@ -73,7 +73,9 @@ async def two_accounts(engine: AsyncEngine) -> dict[str, Any]:
 
 
 def fill(path: str, ids: dict[str, Any]) -> str:
-    return path.format(integration_id=ids["a"], order_sync_id=ids["sync"], token="x", month="2026-10")
+    return path.format(
+        integration_id=ids["a"], order_sync_id=ids["sync"], token="x", month="2026-10", order_number="1001"
+    )
 
 
 def test_the_route_table_has_the_tenant_pages(app: Any) -> None:

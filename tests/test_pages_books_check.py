@@ -31,7 +31,7 @@ STRANGER = "stranger@books.test"
 
 @pytest.fixture
 async def month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # type: ignore[no-untyped-def]
-    """A checked month: 9101 fine, 9102 with a changed amount, 9103 deleted in Exact."""
+    """A checked month: 9101 fine, 9102 with a changed amount, 9103 deleted in Exact, 9104 never seen."""
     async with engine.begin() as conn:
         owner = await create_login(conn, email=OWNER)
         await create_login(conn, email=STRANGER)
@@ -41,6 +41,7 @@ async def month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # ty
             await box.book(number)
         box.change_amount(9102, "-0.05")
         box.delete(9103)
+        box.add_order(9104)  # paid, but the gateway never heard of it
         await run_books_check(box.books, integration_id=box.integration.id, month=MONTH)
         yield box
 
@@ -66,9 +67,9 @@ async def test_the_month_page_shows_the_headline_and_each_finding_with_its_fix(
     response = client.get(page(client, month, f"/{MONTH}"))
     assert response.status_code == 200, response.text
     html = response.text
-    assert "3 orders" in html
+    assert "4 orders" in html
     assert "2 documents" in html
-    assert "2 differences" in html
+    assert "3 differences" in html
     assert "Amounts differ" in html
     assert "Deleted in Exact after booking" in html
     assert "difference -€0.05" in html
@@ -127,7 +128,7 @@ async def test_the_csv_and_pdf_download_in_the_readers_language(client: TestClie
     by_order = {r[2]: r for r in rows[1:] if len(r) > 2}
     assert by_order["9102"][1] == "Amounts differ"
     assert by_order["9102"][6] == "-5"
-    assert ["Differences", "2"] in rows
+    assert ["Differences", "3"] in rows
 
     pdf = client.get(page(client, month, f"/{MONTH}.pdf"))
     assert pdf.status_code == 200
@@ -180,6 +181,25 @@ async def test_a_dutch_owner_reads_the_month_in_dutch_with_dutch_amounts(client:
     log_in(client, OWNER)
     html = client.get(page(client, month, f"/{MONTH}"), headers={"Accept-Language": "nl"}).text
     assert "Controle 2026-10" in html
-    assert "2 verschillen" in html
+    assert "3 verschillen" in html
     assert "Bedragen verschillen" in html
     assert "verschil €\u00a0-0,05" in html  # Babel, Dutch: the sign after the currency
+
+
+async def test_an_order_the_gateway_never_saw_is_booked_with_one_click(
+    client: TestClient, month: BooksMonth, redis: ArqRedis
+) -> None:
+    log_in(client, OWNER)
+    html = client.get(page(client, month, f"/{MONTH}")).text
+    assert f"/books/{MONTH}/fetch/9104" in html
+    token = csrf_of(html)
+
+    response = client.post(page(client, month, f"/{MONTH}/fetch/9104"), data={"csrf_token": token})
+
+    assert "The order is queued to be booked." in response.text
+    async with month.engine.connect() as conn:
+        row = await orders.get_sync_by_number(conn, integration_id=month.integration.id, order_number="9104")
+    assert row is not None
+    assert row.state == "queued"
+    assert await redis.exists(f"arq:job:sync_order:{month.integration.id}:{row.id}:{row.generation}")
+    assert client.post(page(client, month, f"/{MONTH}/fetch/9101"), data={"csrf_token": token}).status_code == 404

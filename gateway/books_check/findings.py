@@ -119,6 +119,7 @@ class Finding:
     total_cents: int = 0  # Exact minus shop
     vat_cents: Mapping[str, int] = field(default_factory=dict)  # per rate, Exact minus shop, only where they differ
     detail: str = ""  # a fact for the reader: the other shop's mark, the modification time, the shop status
+    shop_status: int | None = None  # the order's status in the shop (to feed a never-seen order to the pipeline)
 
     @property
     def is_difference(self) -> bool:
@@ -141,6 +142,7 @@ class Finding:
             "total_cents": self.total_cents,
             "vat_cents": dict(self.vat_cents),
             "detail": self.detail,
+            "shop_status": self.shop_status,
         }
 
     @classmethod
@@ -156,6 +158,7 @@ class Finding:
             total_cents=int(data.get("total_cents") or 0),
             vat_cents={str(k): int(v) for k, v in dict(data.get("vat_cents") or {}).items()},
             detail=str(data.get("detail") or ""),
+            shop_status=data.get("shop_status"),
         )
 
 

@@ -159,6 +159,7 @@ def _base(kind: Kind, order: ShopOrder, record: GatewayRecord | None, **values: 
         shop=_figures(order),
         order_sync_id=record.order_sync_id if record else None,
         gateway_state=record.state if record else "",
+        shop_status=order.status,
         **values,  # type: ignore[arg-type]
     )
 

@@ -35,7 +35,7 @@ ADVICE: dict[Kind, Message] = {
 # The one-click fix each finding offers (when the order has a row in the gateway): the history pages' retry and
 # ignore, the books check's own "book again" for a deleted document, and "mark reviewed" for what only a person
 # can judge.
-RETRY, REBOOK, REVIEW = "retry", "rebook", "review"
+RETRY, REBOOK, REVIEW, FETCH = "retry", "rebook", "review", "fetch"
 _FIXES: dict[Kind, str] = {
     Kind.MISSING_DOCUMENT: RETRY,
     Kind.MISSING_CREDIT_DOCUMENT: RETRY,
@@ -53,6 +53,8 @@ RETRYABLE_STATES = ("failed", "retrying", "needs_attention", "needs_review", "sk
 def fix_of(finding: Finding) -> str:
     """ "retry", "rebook", "review" or "" (nothing to click: ignored orders)."""
     fix = _FIXES.get(finding.kind, "")
+    if fix == RETRY and finding.order_sync_id is None and finding.shop_status is not None:
+        return FETCH  # never reached the gateway: feed it to the notice pipeline, as the poller would
     if fix == RETRY and (finding.order_sync_id is None or finding.gateway_state not in RETRYABLE_STATES):
         return REVIEW  # nothing the gateway can retry (never arrived, or on its way): a person looks
     if fix == REBOOK and finding.order_sync_id is None:

@@ -8,6 +8,8 @@ actions (routes/history.py); their forms post there.
 
 from __future__ import annotations
 
+import secrets
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +24,7 @@ from gateway.clock import local_today
 from gateway.csrf import verify_csrf
 from gateway.i18n import N_, request_locale
 from gateway.pages import flash, redirect, render
+from gateway.pipeline import accept_notice
 from gateway.queue import enqueue_books_check, enqueue_sync
 from gateway.routes.dashboard import load_integration
 from gateway.store import books_checks
@@ -181,6 +184,38 @@ async def books_check_rebook(request: Request) -> Response:
     return redirect(_month_url(request, integration, month))
 
 
+async def books_check_fetch(request: Request) -> Response:
+    """Feed an order the gateway never saw to the notice pipeline (source "operator"), as the poller would: it is
+    re-read from the shop, filtered by status and booked like any other."""
+    await verify_csrf(request)
+    try:
+        integration, month, _, report = await _stored(request)
+    except _NotChecked as e:
+        return redirect(e.url)
+    number = str(request.path_params["order_number"])
+    missing = [
+        f
+        for f in report.findings
+        if f.order_number == number and f.order_sync_id is None and f.shop_status is not None and fix_of(f) == "fetch"
+    ]
+    if not missing:
+        raise HTTPException(status_code=404)
+    outcome = await accept_notice(
+        request.app.state.engine,
+        request.app.state.arq,
+        integration=integration,
+        order_number=number,
+        status_id=missing[0].shop_status,
+        source="operator",
+        dedupe_key=f"books_check:{month}:{number}:{secrets.token_hex(4)}",
+    )
+    if outcome.result == "queued":
+        flash(request, N_("The order is queued to be booked."))
+    else:
+        flash(request, N_("The order was not queued: its status is not one of the selected statuses."), "warning")
+    return redirect(_month_url(request, integration, month))
+
+
 async def books_check_schedule(request: Request) -> Response:
     form = await verify_csrf(request)
     monthly = form.get("monthly") == "on"
@@ -208,4 +243,5 @@ routes = [
     Route(
         _BASE + "/{month}/rebook/{order_sync_id:int}", books_check_rebook, name="books_check_rebook", methods=["POST"]
     ),
+    Route(_BASE + "/{month}/fetch/{order_number}", books_check_fetch, name="books_check_fetch", methods=["POST"]),
 ]
