@@ -100,12 +100,14 @@ async def recovery_sweep(conn: AsyncConnection) -> None:
 
 
 async def due_shop_query(conn: AsyncConnection) -> None:
-    await conn.execute(due_integrations(now=utcnow(), limit=500))
+    await conn.execute(due_integrations(due_by=utcnow() + timedelta(seconds=10), limit=500))
 
 
 async def due_shop_claim(conn: AsyncConnection) -> None:
     now = utcnow()
-    await claim_due_integrations(conn, now=now, lease_until=now + timedelta(minutes=5), limit=500)
+    await claim_due_integrations(
+        conn, due_by=now + timedelta(seconds=10), lease_until=now + timedelta(minutes=5), limit=500
+    )
 
 
 async def retention_batch(conn: AsyncConnection) -> None:

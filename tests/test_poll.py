@@ -318,12 +318,24 @@ async def test_a_claim_whose_job_was_lost_runs_out(ctx) -> None:
     integration = await shop(ctx)
     now = utcnow()
     later = now + poll.CLAIM_LEASE + timedelta(seconds=1)
+
+    async def claim(conn, at: datetime) -> list[int]:  # type: ignore[no-untyped-def]
+        claims = await claim_due_integrations(conn, due_by=at, lease_until=at + poll.CLAIM_LEASE, limit=10)
+        return [integration_id for integration_id, _ in claims]
+
     async with ctx["engine"].begin() as conn:
-        assert await claim_due_integrations(conn, now=now, lease_until=now + poll.CLAIM_LEASE, limit=10) == [
-            integration.id
-        ]
-        assert await claim_due_integrations(conn, now=now, lease_until=now + poll.CLAIM_LEASE, limit=10) == []
-        assert await claim_due_integrations(conn, now=later, lease_until=later, limit=10) == [integration.id]
+        assert await claim(conn, now) == [integration.id]
+        assert await claim(conn, now) == []
+        assert await claim(conn, later) == [integration.id]
+
+
+async def test_a_shop_due_before_the_next_run_is_queued_to_run_when_it_is_due(ctx) -> None:
+    due = utcnow() + timedelta(seconds=5)
+    integration = await shop(ctx, next_poll_at=due)
+    await shop(ctx, next_poll_at=utcnow() + poll.SCHEDULE_AHEAD + timedelta(seconds=5))  # the next run's
+    assert await poll.poll_shops(ctx) == "claimed 1 due shops, enqueued 1 polls"
+    run_at = await ctx["redis"].zscore(QUEUE_DEFAULT, poll.poll_job_id(integration.id))
+    assert abs(run_at - due.timestamp() * 1000) < 1000
 
 
 async def test_a_shop_is_never_queued_twice_and_its_job_id_is_free_after_the_round(
@@ -331,11 +343,12 @@ async def test_a_shop_is_never_queued_twice_and_its_job_id_is_free_after_the_rou
 ) -> None:
     integration = await shop(ctx)
     mww_api.get("/orders").respond(json=[])
-    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 1
-    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 0
+    claim = [(integration.id, None)]
+    assert await poll.enqueue_polls(ctx["redis"], claim) == 1
+    assert await poll.enqueue_polls(ctx["redis"], claim) == 0
     assert await ctx["redis"].zcard(QUEUE_DEFAULT) == 1
     assert await make_worker(http=ctx["http"], cipher=ctx["cipher"]).run_check() == 1
-    assert await poll.enqueue_polls(ctx["redis"], [integration.id]) == 1
+    assert await poll.enqueue_polls(ctx["redis"], claim) == 1
 
 
 async def test_a_shop_whose_round_crashes_does_not_stop_the_others(ctx, mww_api: respx.MockRouter, make_worker) -> None:

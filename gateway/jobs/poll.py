@@ -56,6 +56,7 @@ POLL_JOB_TIMEOUT = 240
 SCHEDULE_EVERY = 10
 CLAIM_BATCH = 500
 MAX_BATCHES = 80
+SCHEDULE_AHEAD = timedelta(seconds=SCHEDULE_EVERY)  # shops due before the next run are claimed now, to run on time
 # A claimed shop whose job never ran (Redis flushed, worker killed) is due again after this.
 CLAIM_LEASE = timedelta(seconds=POLL_JOB_TIMEOUT + 60)
 
@@ -100,8 +101,8 @@ def window_start(cursor: str | None, now: datetime) -> str:
 
 def next_poll_after_success(integration: Integration, settings: Settings, started: datetime) -> datetime:
     interval = poll_interval(integration, settings)
-    # The scheduler claims due shops every SCHEDULE_EVERY seconds: half a tick early keeps the interval centred.
-    return started + interval - min(timedelta(seconds=SCHEDULE_EVERY / 2), interval / 6)
+    # Jobs run when their shop is due, so the pause is the interval; 2 s early absorbs a short wait in the queue.
+    return started + interval - min(timedelta(seconds=2), interval / 6)
 
 
 def next_poll_after_failure(
@@ -121,7 +122,8 @@ def next_poll_after_failure(
 
 
 async def poll_shops(ctx: dict[str, Any]) -> str:
-    """Scheduler cron: claim the due shops in bounded batches and enqueue one `poll_shop` job each, after commit.
+    """Scheduler cron: claim the shops due before the next run in bounded batches and enqueue one `poll_shop` job
+    each, after commit, to run when the shop is due (so a shop keeps its minute whatever the tick's phase).
 
     Each job id is `poll_shop:<integration id>`, so a shop whose job is still queued or running is not enqueued
     twice; every worker takes these jobs, so one slow or failing shop delays no other.
@@ -131,10 +133,12 @@ async def poll_shops(ctx: dict[str, Any]) -> str:
     for _ in range(MAX_BATCHES):
         now = utcnow()
         async with engine.begin() as conn:
-            ids = await claim_due_integrations(conn, now=now, lease_until=now + CLAIM_LEASE, limit=CLAIM_BATCH)
-        claimed += len(ids)
-        enqueued += await enqueue_polls(ctx["redis"], ids)
-        if len(ids) < CLAIM_BATCH:
+            claims = await claim_due_integrations(
+                conn, due_by=now + SCHEDULE_AHEAD, lease_until=now + CLAIM_LEASE, limit=CLAIM_BATCH
+            )
+        claimed += len(claims)
+        enqueued += await enqueue_polls(ctx["redis"], claims)
+        if len(claims) < CLAIM_BATCH:
             break
     return f"claimed {claimed} due shops, enqueued {enqueued} polls"
 
@@ -143,26 +147,26 @@ def poll_job_id(integration_id: int) -> str:
     return f"{POLL_SHOP}:{integration_id}"
 
 
-async def enqueue_polls(arq: ArqRedis, integration_ids: list[int]) -> int:
-    """Enqueue a `poll_shop` job per shop in one Redis round trip, with arq's own "already there" rule.
+async def enqueue_polls(arq: ArqRedis, claims: list[tuple[int, datetime | None]]) -> int:
+    """Enqueue a `poll_shop` job per (shop, due time) in one Redis round trip, with arq's own "already there" rule;
+    a job waits in the queue until its shop's due time (arq's deferred jobs: the queue's score is the time to run).
 
     Redis being down is not an error: the claims run out (CLAIM_LEASE) and the shops are claimed again.
     """
-    if not integration_ids:
+    if not claims:
         return 0
     now_ms = int(utcnow().timestamp() * 1000)
     args: list[str | bytes | int] = []
-    for integration_id in integration_ids:
+    for integration_id, due in claims:
         job_id = poll_job_id(integration_id)
+        run_at = max(now_ms, int(due.timestamp() * 1000)) if due else now_ms
         payload = serialize_job(POLL_SHOP, (integration_id,), {}, None, now_ms, serializer=serialize)
-        args += [job_key_prefix + job_id, result_key_prefix + job_id, QUEUE_DEFAULT, job_id, now_ms]
+        args += [job_key_prefix + job_id, result_key_prefix + job_id, QUEUE_DEFAULT, job_id, run_at]
         args += [arq.expires_extra_ms, payload]
     try:
         return int(await arq.eval(ENQUEUE_SCRIPT, 0, *args))
     except (TimeoutError, RedisError, OSError) as e:
-        logger.warning(
-            "could not enqueue %d poll jobs (%s); their claims run out", len(integration_ids), type(e).__name__
-        )
+        logger.warning("could not enqueue %d poll jobs (%s); their claims run out", len(claims), type(e).__name__)
         return 0
 
 

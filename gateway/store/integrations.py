@@ -179,15 +179,16 @@ async def list_integrations(conn: AsyncConnection, *, account_id: int | None = N
     return [Integration.from_row(r) for r in (await conn.execute(query)).all()]
 
 
-def due_integrations(*, now: datetime, limit: int) -> Select[tuple[int]]:
-    """The due-shop query: active, connected shops whose `next_poll_at` passed (or is unset), most overdue first."""
+def due_integrations(*, due_by: datetime, limit: int) -> Select[tuple[int, datetime | None]]:
+    """The due-shop query: active, connected shops whose `next_poll_at` is before `due_by` (or unset), with it, most
+    overdue first."""
     c = tables.integration.c
     return (
-        select(c.id)
+        select(c.id, c.next_poll_at)
         .where(
             c.state == "active",
             c.shop_connection == "connected",
-            or_(c.next_poll_at.is_(None), c.next_poll_at <= now),
+            or_(c.next_poll_at.is_(None), c.next_poll_at <= due_by),
         )
         .order_by(c.next_poll_at.nulls_first(), c.id)
         .limit(limit)
@@ -195,22 +196,23 @@ def due_integrations(*, now: datetime, limit: int) -> Select[tuple[int]]:
 
 
 async def claim_due_integrations(
-    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> list[int]:
-    """Claim up to `limit` due shops (`due_integrations`) by moving their `next_poll_at` to `lease_until`; return their
-    ids. Across all integrations (poller).
+    conn: AsyncConnection, *, due_by: datetime, lease_until: datetime, limit: int
+) -> list[tuple[int, datetime | None]]:
+    """Claim up to `limit` shops due before `due_by` (`due_integrations`) by moving their `next_poll_at` to
+    `lease_until`; return (id, when it was due). Across all integrations (poller).
 
     The poll round sets `next_poll_at` again when it ends; a claim whose job was lost simply runs out at
     `lease_until` and the shop is due again. PostgreSQL skips rows another scheduler holds (FOR UPDATE SKIP LOCKED);
     SQLite ignores the clause, and its BEGIN IMMEDIATE (db.py) serialises writers, which is the same claim there.
     The caller commits, then enqueues.
     """
-    due = due_integrations(now=now, limit=limit).with_for_update(skip_locked=True)
-    ids = [int(i) for i in (await conn.execute(due)).scalars().all()]
-    if ids:
+    due = due_integrations(due_by=due_by, limit=limit).with_for_update(skip_locked=True)
+    claims = [(int(r.id), r.next_poll_at) for r in (await conn.execute(due)).all()]
+    if claims:
         c = tables.integration.c
+        ids = [i for i, _ in claims]
         await conn.execute(update(tables.integration).where(c.id.in_(ids)).values(next_poll_at=lease_until))
-    return ids
+    return claims
 
 
 async def update_integration(conn: AsyncConnection, *, integration_id: int, **values: Any) -> None:
