@@ -29,11 +29,32 @@ def _redis_for_demo(settings: Settings) -> tuple[Settings, PrivateRedis | None]:
     return dataclasses.replace(settings, redis_url=private.url), private
 
 
+class _OneLinePerEvent(logging.Filter):
+    """Three uvicorn servers share one process and one logger: each would announce the process starting and
+    stopping; one line per event is enough (the "running on" lines differ by port and all pass)."""
+
+    PROCESS_LINES = ("Started server process", "Finished server process", "Shutting down", "Waiting for")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith(self.PROCESS_LINES):
+            return True
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
 async def _serve(settings: Settings, port: int, ports: SandboxPorts) -> None:
     from gateway.app import create_app
     from gateway.jobs.worker import create_worker
     from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY
 
+    logging.getLogger("uvicorn.error").addFilter(_OneLinePerEvent())
     servers = [uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))]
     servers += sandbox_servers(settings, ports)
     workers = [
@@ -43,10 +64,13 @@ async def _serve(settings: Settings, port: int, ports: SandboxPorts) -> None:
     worker_tasks = [asyncio.create_task(w.async_run()) for w in workers]
     print(f"\n  Gateway running at {settings.public_url}/  (Ctrl-C stops everything)\n", flush=True)  # noqa: T201
     stop_all = asyncio.create_task(_stop_together(servers))
+    seeding = asyncio.create_task(_seed_when_up(settings, servers)) if settings.sandbox_enabled else None
     try:
         await asyncio.gather(*(s.serve() for s in servers))
     finally:
         stop_all.cancel()
+        if seeding is not None:
+            seeding.cancel()
         # Let running jobs finish (as `gateway worker` does on SIGTERM), then close.
         for worker in workers:
             worker.handle_sig_wait_for_completion(signal.SIGINT)
@@ -54,6 +78,18 @@ async def _serve(settings: Settings, port: int, ports: SandboxPorts) -> None:
         for worker in workers:
             with contextlib.suppress(Exception):
                 await worker.close()
+
+
+async def _seed_when_up(settings: Settings, servers: list[uvicorn.Server]) -> None:
+    """Once every server listens, give the demo login its ready shop (gateway/demo_shop.py)."""
+    from gateway.demo_shop import seed_demo_shop
+
+    while not all(s.started for s in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.1)
+    try:
+        await seed_demo_shop(settings, DEMO_EMAIL)
+    except Exception:  # the demo still runs; the login then starts from an empty account
+        logger.exception("the demo shop could not be set up")
 
 
 async def _stop_together(servers: list[uvicorn.Server]) -> None:

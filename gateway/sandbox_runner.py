@@ -47,6 +47,7 @@ def sandbox_servers(settings: Settings, ports: SandboxPorts) -> list[uvicorn.Ser
     apps = sandbox_apps(settings)
     port_of = {"mww": ports.mww, "exact": ports.exact}
     return [
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port_of[name], log_config=None))
+        # No lifespan (the sandboxes have none): its start-up lines would repeat the gateway's own.
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port_of[name], log_config=None, lifespan="off"))
         for name, app in apps.items()
     ]
