@@ -89,11 +89,11 @@ def suggest_vat_code(category: str, codes: Sequence[ExactVatCode]) -> str:
     description (ICP listing "L"; export is a 0 % code that says so)."""
     country, rate = category_country_rate(category)
     usable = [c for c in codes if c.is_sales and not c.is_blocked]
-    if category == EU_B2B:
-        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing == "L"]
-        matches.sort(key=lambda c: (not _mentions(c.description, ICP_WORDS), c.type != "B", c.code))
+    if category == EU_B2B:  # EUSalesListing: L goods, S services, T triangulation, N none (docs/setup.md)
+        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing in ("L", "S")]
+        matches.sort(key=lambda c: (c.eu_sales_listing != "L", not _mentions(c.description, ICP_WORDS), c.code))
     elif category == EXPORT:
-        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing != "L"]
+        matches = [c for c in usable if c.percentage == 0 and not c.oss_country and c.eu_sales_listing in ("N", "")]
         matches.sort(key=lambda c: (not _mentions(c.description, EXPORT_WORDS), c.charged, c.code))
     else:
         matches = [
