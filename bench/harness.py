@@ -199,6 +199,10 @@ class Stack:
             "EXACT_DAILY_LIMIT": str(self.options.exact_daily),
             "SANDBOX": "false",
             **{f"EXACT_HOST_{cc.upper()}": self.url("exact") for cc in EXACT_COUNTRIES},
+            # The machine's clock as this process has it: libfaketime's preload and offset when the suite runs with
+            # its clock shifted (`make test-shifted`), so the gateway and this harness agree on the time. Redis gets
+            # neither: it cannot run under libfaketime.
+            **{name: os.environ[name] for name in ("LD_PRELOAD", "FAKETIME") if name in os.environ},
         }
         env.update(overrides)
         return env

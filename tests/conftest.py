@@ -34,7 +34,7 @@ from gateway import migrations
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.jobs.sync_order import BookingServices, services_from_context
-from gateway.local_redis import PrivateRedis, RedisUnavailable, free_port, start_private_redis
+from gateway.local_redis import PrivateRedis, RedisUnavailable, free_port
 from gateway.logs import configure_logging
 from gateway.queue import create_arq_pool
 from gateway.sandbox.exact import create_exact_sandbox
@@ -49,6 +49,7 @@ from tests.support.environment import (
     postgres_admin,
     postgres_admin_url,
     run_in_thread,
+    start_redis,
     truncate_all,
 )
 from tests.support.fake_exact import FakeExact, serve_orders
@@ -112,7 +113,7 @@ def redis_server() -> Iterator[str]:
         yield os.environ["TEST_REDIS_URL"]
         return
     try:
-        private: PrivateRedis = start_private_redis()
+        private: PrivateRedis = start_redis()
     except RedisUnavailable as e:
         pytest.fail(str(e), pytrace=False)
     yield private.url
@@ -236,7 +237,9 @@ def fast_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def services(engine: AsyncEngine, fast_settings: Settings, redis: ArqRedis, http: httpx.AsyncClient) -> BookingServices:
+def booking_services(
+    engine: AsyncEngine, fast_settings: Settings, redis: ArqRedis, http: httpx.AsyncClient
+) -> BookingServices:
     """The booking job's real services (token custody, governor far away, the shop client) for one test."""
     ctx = {"engine": engine, "settings": fast_settings, "cipher": Cipher(fast_settings.encryption_keys), "http": http}
     return services_from_context({**ctx, "redis": redis})
@@ -275,7 +278,7 @@ def fake_exact(exact_api: respx.MockRouter) -> FakeExact:
 
 
 @pytest.fixture
-def shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
+def shop_orders(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
     """The shop's orders by number, served on the `mww_api` router: put an order in to serve it."""
     return serve_orders(mww_api)
 

@@ -47,19 +47,23 @@ def slow_exact(exact_api: respx.MockRouter) -> SlowLookups:
     return SlowLookups(exact_api)
 
 
-async def book_at_once(services: BookingServices, *sync_ids: int) -> list[str]:
+async def book_at_once(booking_services: BookingServices, *sync_ids: int) -> list[str]:
     """Each order by its own worker, all started together (as arq runs them, in one process or several)."""
-    workers = [dataclasses.replace(services, worker=f"worker-{n}") for n in range(len(sync_ids))]
+    workers = [dataclasses.replace(booking_services, worker=f"worker-{n}") for n in range(len(sync_ids))]
     return list(await asyncio.gather(*(book_order(w, s) for w, s in zip(workers, sync_ids, strict=True))))
 
 
 async def test_two_first_orders_of_one_new_customer_at_once_make_one_exact_account(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
+    engine: AsyncEngine,
+    fast_settings: Settings,
+    booking_services: BookingServices,
+    slow_exact: SlowLookups,
+    shop_orders: dict,
 ) -> None:
     integration = await connected_integration(engine, fast_settings)
-    first = await queued_order(engine, shop, integration, "domestic")
-    second = await queued_order(engine, shop, integration, "domestic", number="5101")
-    results = await book_at_once(services, first, second)
+    first = await queued_order(engine, shop_orders, integration, "domestic")
+    second = await queued_order(engine, shop_orders, integration, "domestic", number="5101")
+    results = await book_at_once(booking_services, first, second)
     assert [r.split(":")[0] for r in results] == ["booked", "booked"]
     assert slow_exact.requests.count(("POST", "Accounts")) == 1
     [account] = slow_exact.documents("Accounts")
@@ -72,7 +76,11 @@ async def test_two_first_orders_of_one_new_customer_at_once_make_one_exact_accou
 
 
 async def test_two_orders_with_the_same_new_skus_at_once_create_each_item_once(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
+    engine: AsyncEngine,
+    fast_settings: Settings,
+    booking_services: BookingServices,
+    slow_exact: SlowLookups,
+    shop_orders: dict,
 ) -> None:
     integration = await connected_integration(engine, fast_settings, BOOKING.replace(insertion_type="sales_invoice"))
     assert integration.settings.create_items
@@ -82,9 +90,9 @@ async def test_two_orders_with_the_same_new_skus_at_once_create_each_item_once(
         await exact_links.save_links(
             conn, integration_id=integration.id, links={("account", known["Email"]): known["ID"]}
         )
-    first = await queued_order(engine, shop, integration, "domestic")
-    second = await queued_order(engine, shop, integration, "domestic", number="5101")
-    results = await book_at_once(services, first, second)
+    first = await queued_order(engine, shop_orders, integration, "domestic")
+    second = await queued_order(engine, shop_orders, integration, "domestic", number="5101")
+    results = await book_at_once(booking_services, first, second)
     assert [r.split(":")[0] for r in results] == ["booked", "booked"]
     assert slow_exact.requests.count(("POST", "Items")) == len(NEW_SKUS)
     created = {item["Code"]: item["ID"] for item in slow_exact.documents("Items") if item["Code"] in NEW_SKUS}
@@ -99,22 +107,22 @@ async def test_two_orders_with_the_same_new_skus_at_once_create_each_item_once(
 async def test_a_customer_whose_creation_lock_stays_taken_is_retried_later_without_creating(
     engine: AsyncEngine,
     fast_settings: Settings,
-    services: BookingServices,
+    booking_services: BookingServices,
     slow_exact: SlowLookups,
-    shop: dict,
+    shop_orders: dict,
     redis: ArqRedis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(sync_order, "LINK_LOCK_WAIT", 0.2)
     integration = await connected_integration(engine, fast_settings)
-    sync_id = await queued_order(engine, shop, integration, "domestic")
+    sync_id = await queued_order(engine, shop_orders, integration, "domestic")
     name = link_lock_name(integration.id, "account", "jan@example.nl")
     assert name.startswith(f"exact:create:{integration.id}:account:")
     assert "example" not in name  # the e-mail address only as a hash
     held = redis.lock(name, timeout=30, thread_local=False)
     assert await held.acquire(blocking=False)
     with pytest.raises(Retry):
-        await book_order(services, sync_id, job_try=1)
+        await book_order(booking_services, sync_id, job_try=1)
     assert ("POST", "Accounts") not in slow_exact.requests
     assert ("GET", "Accounts") not in slow_exact.requests
     row = await sync_row(engine, sync_id)
@@ -122,19 +130,23 @@ async def test_a_customer_whose_creation_lock_stays_taken_is_retried_later_witho
     [attempt] = await attempts(engine, row)
     assert (attempt.outcome, attempt.request_summary["sent"]) == ("transient", False)
     await held.release()
-    assert (await book_order(services, sync_id, job_try=2)).startswith("booked: order 5001")
+    assert (await book_order(booking_services, sync_id, job_try=2)).startswith("booked: order 5001")
     assert slow_exact.requests.count(("POST", "Accounts")) == 1
 
 
 async def test_without_redis_a_new_customer_is_not_created_blindly(
-    engine: AsyncEngine, fast_settings: Settings, services: BookingServices, slow_exact: SlowLookups, shop: dict
+    engine: AsyncEngine,
+    fast_settings: Settings,
+    booking_services: BookingServices,
+    slow_exact: SlowLookups,
+    shop_orders: dict,
 ) -> None:
     integration = await connected_integration(engine, fast_settings)
-    sync_id = await queued_order(engine, shop, integration, "domestic")
+    sync_id = await queued_order(engine, shop_orders, integration, "domestic")
     gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
     try:
         with pytest.raises(Retry):
-            await book_order(dataclasses.replace(services, redis=gone), sync_id, job_try=1)
+            await book_order(dataclasses.replace(booking_services, redis=gone), sync_id, job_try=1)
     finally:
         await gone.aclose()
     assert not any(entity == "Accounts" for _, entity in slow_exact.requests)

@@ -93,7 +93,7 @@ class Sandbox:
 
 
 @pytest.fixture
-async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
+async def exact_with_articles(settings: Settings) -> AsyncIterator[Sandbox]:
     app = create_exact_sandbox(faults_enabled=True, minutely_limit=100_000, daily_limit=1_000_000)
     redirect = "http://testserver/exact/callback"
     code = app.state.sandbox.tokens.new_code("test-client-id", redirect)
@@ -124,16 +124,18 @@ def lenient_shop(mww_api: respx.MockRouter) -> dict[str, dict[str, Any]]:
     return served
 
 
-def services_for(engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox) -> BookingServices:
+def services_for(
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox
+) -> BookingServices:
     fast = dataclasses.replace(settings, exact_minutely_limit=100_000, exact_daily_limit=1_000_000)
-    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": sandbox.http}
+    ctx = {"engine": engine, "settings": fast, "cipher": Cipher(fast.encryption_keys), "http": exact_with_articles.http}
     return services_from_context({**ctx, "redis": redis})
 
 
 async def shop_integration(
     engine: AsyncEngine,
     settings: Settings,
-    sandbox: Sandbox,
+    exact_with_articles: Sandbox,
     booking: IntegrationSettings = BOOKING,
     mappings: dict[str, tuple[str, str | None]] = MAPPINGS,
 ) -> Integration:
@@ -160,7 +162,7 @@ async def shop_integration(
         await credentials.save_credential(
             conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
         )
-        await store_tokens(conn, integration_id=integration.id, tokens=sandbox.tokens, cipher=cipher)
+        await store_tokens(conn, integration_id=integration.id, tokens=exact_with_articles.tokens, cipher=cipher)
         for category, (code, gl) in mappings.items():
             await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
         return await get_integration_or_raise(conn, integration_id=integration.id)
@@ -206,28 +208,30 @@ async def died_without_a_record(engine: AsyncEngine, order_sync_id: int) -> None
 
 
 async def killed_after_exact_stored(
-    services: BookingServices, engine: AsyncEngine, sandbox: Sandbox, order_sync_id: int, entity: str
+    services: BookingServices, engine: AsyncEngine, exact_with_articles: Sandbox, order_sync_id: int, entity: str
 ) -> dict[str, Any]:
     """Exact creates the document, the job dies before it hears the answer (no record); its lease runs out.
     Returns the document Exact stored."""
-    before = len(sandbox.documents(entity))
-    sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode="timeout", hang_seconds=3600)
+    before = len(exact_with_articles.documents(entity))
+    exact_with_articles.app.state.sandbox.faults = Faults(
+        fail_after_store=1, fail_after_store_mode="timeout", hang_seconds=3600
+    )
     dying = asyncio.create_task(book_order(services, order_sync_id))
     for _ in range(500):
-        if len(sandbox.documents(entity)) > before:
+        if len(exact_with_articles.documents(entity)) > before:
             break
         await asyncio.sleep(0.01)
     dying.cancel()  # what arq's job timeout or a killed process does to a booking in flight
     with pytest.raises(asyncio.CancelledError):
         await dying
-    sandbox.app.state.sandbox.faults = Faults()
+    exact_with_articles.app.state.sandbox.faults = Faults()
     async with engine.begin() as conn:  # the lease runs out
         await conn.execute(
             update(tables.order_sync)
             .where(tables.order_sync.c.id == order_sync_id)
             .values(claimed_until=utcnow() - timedelta(seconds=1))
         )
-    stored = sandbox.documents(entity)[before:]
+    stored = exact_with_articles.documents(entity)[before:]
     assert len(stored) == 1, "Exact stored the document before the job died"
     return stored[0]
 
@@ -237,17 +241,22 @@ async def killed_after_exact_stored(
 
 @pytest.mark.parametrize("document_type", list(ENTITY))
 async def test_a_killed_booking_adopts_its_own_document_not_another_shops_with_the_same_number(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict, document_type: str
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    exact_with_articles: Sandbox,
+    lenient_shop: dict,
+    document_type: str,
 ) -> None:
     booking = BOOKING.replace(insertion_type=document_type)
-    first, second = [await shop_integration(engine, settings, sandbox, booking) for _ in range(2)]
-    services = services_for(engine, settings, redis, sandbox)
+    first, second = [await shop_integration(engine, settings, exact_with_articles, booking) for _ in range(2)]
+    services = services_for(engine, settings, redis, exact_with_articles)
     serve(lenient_shop, "b2b_domestic", "6101")  # both shops have an order 6101; the shop client is one respx router
     entity = ENTITY[document_type]
     first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
     assert (await book_order(services, first_sync)).startswith("booked: order 6101")
-    [theirs] = sandbox.documents(entity)
-    ours = await killed_after_exact_stored(services, engine, sandbox, second_sync, entity)
+    [theirs] = exact_with_articles.documents(entity)
+    ours = await killed_after_exact_stored(services, engine, exact_with_articles, second_sync, entity)
     result = await book_order(services, second_sync)
     assert result.startswith("adopted: order 6101"), result
     booked = await row(engine, second_sync)
@@ -257,29 +266,33 @@ async def test_a_killed_booking_adopts_its_own_document_not_another_shops_with_t
         booking_mark(first.id, "6101"),
         booking_mark(second.id, "6101"),
     )
-    assert {d["YourRef"] for d in sandbox.documents(entity)} == {"6101"}
-    assert len(sandbox.documents(entity)) == 2  # nothing posted again
+    assert {d["YourRef"] for d in exact_with_articles.documents(entity)} == {"6101"}
+    assert len(exact_with_articles.documents(entity)) == 2  # nothing posted again
 
 
 async def test_another_shops_document_is_no_reason_to_stop_or_adopt(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    first, second = [await shop_integration(engine, settings, sandbox) for _ in range(2)]
-    services = services_for(engine, settings, redis, sandbox)
+    first, second = [await shop_integration(engine, settings, exact_with_articles) for _ in range(2)]
+    services = services_for(engine, settings, redis, exact_with_articles)
     serve(lenient_shop, "domestic", "6101")
     first_sync, second_sync = await queue(engine, first, "6101"), await queue(engine, second, "6101")
     await book_order(services, first_sync)
     await died_without_a_record(engine, second_sync)  # killed before its POST reached Exact
     result = await book_order(services, second_sync)
     assert result.startswith("booked: order 6101"), result
-    theirs, ours = sandbox.documents("SalesEntries")
+    theirs, ours = exact_with_articles.documents("SalesEntries")
     assert (await row(engine, second_sync)).exact_document_id == ours["EntryID"] != theirs["EntryID"]
 
 
-async def post_entry(sandbox: Sandbox, your_ref: str, payment_reference: str = "") -> dict[str, Any]:
+async def post_entry(exact_with_articles: Sandbox, your_ref: str, payment_reference: str = "") -> dict[str, Any]:
     """A sales entry posted straight to Exact: what an accountant types, or what a dead job left behind."""
-    [customer] = await sandbox.exact.get_all("crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1)
-    [gl] = await sandbox.exact.get_all("financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1)
+    [customer] = await exact_with_articles.exact.get_all(
+        "crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1
+    )
+    [gl] = await exact_with_articles.exact.get_all(
+        "financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1
+    )
     payload: dict[str, Any] = {
         "Journal": "70",
         "Customer": customer["ID"],
@@ -288,17 +301,19 @@ async def post_entry(sandbox: Sandbox, your_ref: str, payment_reference: str = "
     }
     if payment_reference:
         payload["PaymentReference"] = payment_reference
-    return await sandbox.exact.post("salesentry/SalesEntries", payload)
+    return await exact_with_articles.exact.post("salesentry/SalesEntries", payload)
 
 
 async def test_a_hand_typed_document_with_the_order_number_stops_the_order_for_review(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
-    services = services_for(engine, settings, redis, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles)
+    services = services_for(engine, settings, redis, exact_with_articles)
     serve(lenient_shop, "domestic", "6101")
     sync_id = await queue(engine, integration, "6101")
-    typed = await post_entry(sandbox, "6101")  # an accountant's entry, or one made before documents had a mark
+    typed = await post_entry(
+        exact_with_articles, "6101"
+    )  # an accountant's entry, or one made before documents had a mark
     await died_without_a_record(engine, sync_id)
     result = await book_order(services, sync_id)
     stopped = await row(engine, sync_id)
@@ -307,24 +322,24 @@ async def test_a_hand_typed_document_with_the_order_number_stops_the_order_for_r
     assert stopped.error_params == {"order": "6101", "documents": number}
     assert number in (stopped.last_error or "")
     assert (stopped.exact_document_id, stopped.booked_at) == (None, None)
-    assert len(sandbox.documents("SalesEntries")) == 1  # nothing booked by a guess
+    assert len(exact_with_articles.documents("SalesEntries")) == 1  # nothing booked by a guess
 
 
 async def test_two_documents_with_this_orders_mark_stop_the_order_for_review(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
-    services = services_for(engine, settings, redis, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles)
+    services = services_for(engine, settings, redis, exact_with_articles)
     serve(lenient_shop, "domestic", "6101")
     sync_id = await queue(engine, integration, "6101")
     mark = booking_mark(integration.id, "6101")
-    twins = [await post_entry(sandbox, "6101", mark), await post_entry(sandbox, "6101", mark)]
+    twins = [await post_entry(exact_with_articles, "6101", mark), await post_entry(exact_with_articles, "6101", mark)]
     await died_without_a_record(engine, sync_id)
     await book_order(services, sync_id)
     stopped = await row(engine, sync_id)
     assert (stopped.state, stopped.error_kind) == ("needs_review", "duplicate_mark")
     assert stopped.error_params == {"order": "6101", "documents": ", ".join(str(t["EntryNumber"]) for t in twins)}
-    assert len(sandbox.documents("SalesEntries")) == 2
+    assert len(exact_with_articles.documents("SalesEntries")) == 2
 
 
 def test_the_mark_is_short_stable_and_names_integration_and_order() -> None:
@@ -441,16 +456,16 @@ def test_float_noise_and_loose_fields_plan_to_the_cent(change: dict[str, Any]) -
 
 
 async def test_the_float_noise_order_books_once_with_its_cents(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles)
     lenient_shop["5002"] = float_noise_order()
     sync_id = await queue(engine, integration, "5002")
-    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    result = await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     assert result.startswith("booked: order 5002"), result
     booked = await row(engine, sync_id)
     assert (booked.state, booked.order_total) == ("booked", "24.90")
-    [entry] = sandbox.documents("SalesEntries")
+    [entry] = exact_with_articles.documents("SalesEntries")
     assert entry["AmountFC"] == Decimal("24.90")
     assert entry["VATAmountFC"] == Decimal("4.32")
 
@@ -511,12 +526,14 @@ def uk_consumer_order(number: str, **changes: Any) -> dict[str, Any]:
 
 
 async def test_uk_vat_mapped_to_the_zero_rate_export_code_is_refused_with_the_orders_figures(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox, mappings={**MAPPINGS, "GB-20": ("6", "8020")})
+    integration = await shop_integration(
+        engine, settings, exact_with_articles, mappings={**MAPPINGS, "GB-20": ("6", "8020")}
+    )
     lenient_shop["5101"] = uk_consumer_order("5101")
     sync_id = await queue(engine, integration, "5101")
-    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     stopped = await row(engine, sync_id)
     assert (stopped.state, stopped.error_kind) == ("failed", "vat_code_rate")
     assert stopped.error_params is not None
@@ -530,20 +547,20 @@ async def test_uk_vat_mapped_to_the_zero_rate_export_code_is_refused_with_the_or
     }
     assert stopped.error_params["expected"] == "0.00"
     assert "map category GB-20 to a VAT code of 20 %" in (stopped.last_error or "")
-    assert sandbox.documents("SalesEntries") == []
+    assert exact_with_articles.documents("SalesEntries") == []
 
 
 async def test_an_order_that_says_no_vat_is_due_but_charges_it_is_refused(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles)
     lenient_shop["5102"] = uk_consumer_order("5102", tax_strategy="zero_percent")
     sync_id = await queue(engine, integration, "5102")
-    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     stopped = await row(engine, sync_id)
     assert (stopped.state, stopped.error_kind) == ("failed", "vat_contradiction")
     assert stopped.error_params == {"order": "5102", "strategy": "zero_percent", "vat": "4.17"}
-    assert sandbox.documents("SalesEntries") == []
+    assert exact_with_articles.documents("SalesEntries") == []
 
 
 @pytest.mark.parametrize(
@@ -615,15 +632,15 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
     engine: AsyncEngine,
     settings: Settings,
     redis: ArqRedis,
-    sandbox: Sandbox,
+    exact_with_articles: Sandbox,
     lenient_shop: dict,
     document_type: str,
     credit: str,
     credit_first: bool,
 ) -> None:
     booking = BOOKING.replace(insertion_type=document_type, invoice_status="final")
-    integration = await shop_integration(engine, settings, sandbox, booking)
-    services = services_for(engine, settings, redis, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles, booking)
+    services = services_for(engine, settings, redis, exact_with_articles)
     serve(lenient_shop, "domestic", "5001")
     credit_order = serve(lenient_shop, credit, credit.replace("credit_positive", "5008").replace("credit", "5007"))
     original_sync = await queue(engine, integration, "5001")
@@ -634,10 +651,10 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
         with pytest.raises(Retry):
             await book_order(services, credit_sync)
         assert (await row(engine, credit_sync)).state == "retrying"
-        assert sandbox.documents(ENTITY[document_type]) == []
+        assert exact_with_articles.documents(ENTITY[document_type]) == []
     assert (await book_order(services, original_sync)).startswith("booked")
     assert (await book_order(services, credit_sync, job_try=2 if credit_first else 1)).startswith("booked")
-    original, booked_credit = sandbox.documents(ENTITY[document_type])
+    original, booked_credit = exact_with_articles.documents(ENTITY[document_type])
     number = (await row(engine, original_sync)).exact_document_number
     assert number
     assert booked_credit["Description"] == f"Credit order {credit_order['number']} for order 5001 ({number})"
@@ -653,46 +670,53 @@ async def test_a_credit_carries_the_documents_sign_and_the_originals_exact_numbe
 
 
 async def test_a_credit_as_sales_order_needs_attention_and_books_nothing(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox, BOOKING.replace(insertion_type="sales_order"))
+    integration = await shop_integration(
+        engine, settings, exact_with_articles, BOOKING.replace(insertion_type="sales_order")
+    )
     serve(lenient_shop, "credit", "5007")
     sync_id = await queue(engine, integration, "5007")
-    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
-    assert ((await row(engine, sync_id)).state, sandbox.documents("SalesOrders")) == ("needs_attention", [])
+    await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
+    assert ((await row(engine, sync_id)).state, exact_with_articles.documents("SalesOrders")) == ("needs_attention", [])
 
 
 # ---------------------------------------------------------------- created items come from the settings
 
 
-def sandbox_item(sandbox: Sandbox, code: str) -> dict[str, Any]:
-    [item] = [i for i in sandbox.app.state.sandbox.divisions[DIVISION].rows["Items"] if i["Code"] == code]
+def sandbox_item(exact_with_articles: Sandbox, code: str) -> dict[str, Any]:
+    [item] = [i for i in exact_with_articles.app.state.sandbox.divisions[DIVISION].rows["Items"] if i["Code"] == code]
     return dict(item)
 
 
-def sandbox_gl_id(sandbox: Sandbox, code: str) -> str:
-    rows = sandbox.app.state.sandbox.divisions[DIVISION].rows["GLAccounts"]
+def sandbox_gl_id(exact_with_articles: Sandbox, code: str) -> str:
+    rows = exact_with_articles.app.state.sandbox.divisions[DIVISION].rows["GLAccounts"]
     return str(next(g["ID"] for g in rows if g["Code"] == code))
 
 
 @pytest.mark.parametrize("first", ["oss_de", "domestic"], ids=["oss-order-first", "domestic-order-first"])
 async def test_an_item_is_created_from_the_settings_never_from_an_oss_line(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict, first: str
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    exact_with_articles: Sandbox,
+    lenient_shop: dict,
+    first: str,
 ) -> None:
     booking = BOOKING.replace(insertion_type="sales_invoice", eu_consumer_vat="oss", oss_revenue_account="8040")
-    integration = await shop_integration(engine, settings, sandbox, booking)
-    services = services_for(engine, settings, redis, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles, booking)
+    services = services_for(engine, settings, redis, exact_with_articles)
     first_order = serve(lenient_shop, first, "6201")
     sync_id = await queue(engine, integration, "6201")
     assert (await book_order(services, sync_id)).startswith("booked"), first_order["number"]
-    item = sandbox_item(sandbox, "TS-BLUE")
+    item = sandbox_item(exact_with_articles, "TS-BLUE")
     if first == "oss_de":
         # The German line's code (D1, 19 %) and the OSS revenue account say nothing about the article at home.
         assert "SalesVatCode" not in item or not item.get("SalesVatCode")
         assert item.get("GLRevenue") in (None, "")  # the item group's revenue account applies, not OSS 8040
     else:
         assert str(item["SalesVatCode"]).strip() == "2"  # NL-21, the shop's own rate for the article
-        assert item["GLRevenue"] == sandbox_gl_id(sandbox, "8000")
+        assert item["GLRevenue"] == sandbox_gl_id(exact_with_articles, "8000")
         assert item["Description"] == "T-shirt blauw"  # the article's text, not the line's
 
 
@@ -724,16 +748,18 @@ async def test_a_gbp_order_is_booked_in_pounds_on_every_document_type(
     engine: AsyncEngine,
     settings: Settings,
     redis: ArqRedis,
-    sandbox: Sandbox,
+    exact_with_articles: Sandbox,
     lenient_shop: dict,
     document_type: str,
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox, BOOKING.replace(insertion_type=document_type))
+    integration = await shop_integration(
+        engine, settings, exact_with_articles, BOOKING.replace(insertion_type=document_type)
+    )
     order = serve(lenient_shop, "gbp", "5301")
     sync_id = await queue(engine, integration, "5301")
-    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    result = await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     assert result.startswith("booked"), result
-    [document] = sandbox.documents(ENTITY[document_type])
+    [document] = exact_with_articles.documents(ENTITY[document_type])
     assert document["Currency"] == "GBP"
     total = document["AmountFC"]
     if document_type == "sales_order":  # a sales order's AmountFC is excl. VAT
@@ -742,27 +768,31 @@ async def test_a_gbp_order_is_booked_in_pounds_on_every_document_type(
 
 
 async def test_a_journal_that_takes_only_euros_refuses_a_gbp_order_before_anything_is_sent(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
-    journals = sandbox.app.state.sandbox.divisions[DIVISION].rows["Journals"]
+    integration = await shop_integration(engine, settings, exact_with_articles)
+    journals = exact_with_articles.app.state.sandbox.divisions[DIVISION].rows["Journals"]
     next(j for j in journals if j["Code"] == "70")["AllowVariableCurrency"] = False
     serve(lenient_shop, "gbp", "5302")
     sync_id = await queue(engine, integration, "5302")
-    await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     stopped = await row(engine, sync_id)
     assert (stopped.state, stopped.error_kind) == ("failed", "currency")
     assert stopped.error_params == {"order": "5302", "currency": "GBP", "journal": "70", "journal_currency": "EUR"}
-    assert sandbox.documents("SalesEntries") == []
+    assert exact_with_articles.documents("SalesEntries") == []
 
 
-async def test_the_sandbox_refuses_a_currency_its_journal_does_not_take(sandbox: Sandbox) -> None:
+async def test_the_sandbox_refuses_a_currency_its_journal_does_not_take(exact_with_articles: Sandbox) -> None:
     from gateway.clients.errors import PermanentApiError
 
-    journals = sandbox.app.state.sandbox.divisions[DIVISION].rows["Journals"]
+    journals = exact_with_articles.app.state.sandbox.divisions[DIVISION].rows["Journals"]
     next(j for j in journals if j["Code"] == "70")["AllowVariableCurrency"] = False
-    [customer] = await sandbox.exact.get_all("crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1)
-    [gl] = await sandbox.exact.get_all("financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1)
+    [customer] = await exact_with_articles.exact.get_all(
+        "crm/Accounts", select=["ID"], filter="Name eq 'Jan Jansen'", top=1
+    )
+    [gl] = await exact_with_articles.exact.get_all(
+        "financial/GLAccounts", select=["ID"], filter="Code eq '8000'", top=1
+    )
     entry = {
         "Journal": "70",
         "Customer": customer["ID"],
@@ -770,8 +800,10 @@ async def test_the_sandbox_refuses_a_currency_its_journal_does_not_take(sandbox:
         "SalesEntryLines": [{"GLAccount": gl["ID"], "AmountFC": 10, "VATCode": "2"}],
     }
     with pytest.raises(PermanentApiError, match="journal 70 does not allow currency GBP"):
-        await sandbox.exact.post("salesentry/SalesEntries", entry)
-    assert (await sandbox.exact.post("salesentry/SalesEntries", {**entry, "Currency": "EUR"}))["Currency"] == "EUR"
+        await exact_with_articles.exact.post("salesentry/SalesEntries", entry)
+    assert (await exact_with_articles.exact.post("salesentry/SalesEntries", {**entry, "Currency": "EUR"}))[
+        "Currency"
+    ] == "EUR"
 
 
 # ---------------------------------------------------------------- long orders
@@ -808,14 +840,14 @@ def long_order(number: str, lines: int) -> dict[str, Any]:
 
 
 async def test_a_long_order_with_float_noise_everywhere_books_once_to_the_cent(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, sandbox: Sandbox, lenient_shop: dict
+    engine: AsyncEngine, settings: Settings, redis: ArqRedis, exact_with_articles: Sandbox, lenient_shop: dict
 ) -> None:
-    integration = await shop_integration(engine, settings, sandbox)
+    integration = await shop_integration(engine, settings, exact_with_articles)
     lenient_shop["7001"] = data = long_order("7001", 150)
     sync_id = await queue(engine, integration, "7001")
-    result = await book_order(services_for(engine, settings, redis, sandbox), sync_id)
+    result = await book_order(services_for(engine, settings, redis, exact_with_articles), sync_id)
     assert result.startswith("booked"), result
-    [entry] = sandbox.documents("SalesEntries")
+    [entry] = exact_with_articles.documents("SalesEntries")
     assert len(entry["SalesEntryLines"]) == 150
     assert entry["AmountFC"] == Decimal(str(data["price"]["total"])).quantize(Decimal("0.01"))
     assert (await row(engine, sync_id)).order_total == f"{entry['AmountFC']:.2f}"

@@ -38,60 +38,62 @@ OTHER_SHOP = 4242
 
 
 @pytest.fixture
-async def month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # type: ignore[no-untyped-def]
+async def fresh_month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # type: ignore[no-untyped-def]
     async with books_month(engine, redis, settings) as box:
         yield box
 
 
-async def test_a_clean_month_has_no_differences_and_costs_one_call_per_side(month: BooksMonth) -> None:
+async def test_a_clean_month_has_no_differences_and_costs_one_call_per_side(fresh_month: BooksMonth) -> None:
     for number in (5001, 5002, 5003):
-        month.add_order(number)
-        await month.book(number)
-    month.add_order(5004, day=MONTH.day_after)  # next month: not this month's
-    calls_before = len(month.exact_app.state.sandbox.calls)
+        fresh_month.add_order(number)
+        await fresh_month.book(number)
+    fresh_month.add_order(5004, day=MONTH.day_after)  # next month: not this month's
+    calls_before = len(fresh_month.exact_app.state.sandbox.calls)
 
-    outcome = await run_books_check(month.books, integration_id=month.integration.id, month=MONTH)
+    outcome = await run_books_check(fresh_month.books, integration_id=fresh_month.integration.id, month=MONTH)
 
     headline = outcome.report.headline
     assert outcome.report.findings == ()
     assert (headline.orders, headline.documents, headline.differences) == (3, 3, 0)
     assert headline.shop_total == headline.exact_total
     assert [(rate, shop == exact) for rate, shop, exact in headline.vat_rows()] == [(9, True), (21, True)]
-    reads = month.exact_app.state.sandbox.calls[calls_before:]
+    reads = fresh_month.exact_app.state.sandbox.calls[calls_before:]
     assert [(c.method, c.path) for c in reads] == [("GET", "bulk/Financial/TransactionLines")]
     assert (outcome.exact_calls, outcome.shop_calls) == (1, 1)
-    async with month.engine.connect() as conn:
-        stored = await books_checks.get_books_check(conn, integration_id=month.integration.id, month=str(MONTH))
+    async with fresh_month.engine.connect() as conn:
+        stored = await books_checks.get_books_check(conn, integration_id=fresh_month.integration.id, month=str(MONTH))
     assert stored is not None
     assert (stored.state, stored.report, stored.exact_calls) == ("done", outcome.report, 1)
 
 
-async def test_every_planted_finding_is_reported_with_both_sides(month: BooksMonth) -> None:
+async def test_every_planted_finding_is_reported_with_both_sides(fresh_month: BooksMonth) -> None:
     for number in (6001, 6002, 6003, 6004, 6006):
-        month.add_order(number)
-        await month.book(number)
-    month.change_amount(6002, "1.00")  # a changed amount
-    month.entry(6003)["Modified"] = month.exact_app.state.sandbox.now() + timedelta(days=1)  # edited by hand
-    month.delete(6004)  # deleted in Exact
-    month.add_order(6005, status=UNSELECTED)  # seen unpaid (skipped), paid later without a notice
-    await month.notice(6005, status=UNSELECTED)
-    month.shop.orders[6005].status = PAID
+        fresh_month.add_order(number)
+        await fresh_month.book(number)
+    fresh_month.change_amount(6002, "1.00")  # a changed amount
+    fresh_month.entry(6003)["Modified"] = fresh_month.exact_app.state.sandbox.now() + timedelta(
+        days=1
+    )  # edited by hand
+    fresh_month.delete(6004)  # deleted in Exact
+    fresh_month.add_order(6005, status=UNSELECTED)  # seen unpaid (skipped), paid later without a notice
+    await fresh_month.notice(6005, status=UNSELECTED)
+    fresh_month.shop.orders[6005].status = PAID
     # Another shop in the same administration has an order 6006 too; our row was pointed at its document.
-    foreign = month.foreign_entry(6006, OTHER_SHOP)
-    month.delete(6006)
-    async with month.engine.begin() as conn:
-        row = await orders.get_sync_by_number(conn, integration_id=month.integration.id, order_number="6006")
+    foreign = fresh_month.foreign_entry(6006, OTHER_SHOP)
+    fresh_month.delete(6006)
+    async with fresh_month.engine.begin() as conn:
+        row = await orders.get_sync_by_number(conn, integration_id=fresh_month.integration.id, order_number="6006")
         assert row is not None
         await orders.update_sync(conn, row.id, exact_document_id=foreign["EntryID"])
-    month.add_order(6007, lines=CREDIT_LINES, credited=6001)  # a credit order without its credit document
-    month.add_order(6008)  # never reached the gateway
-    month.add_order(6009)
-    ignored = await month.notice(6009)
-    async with month.engine.begin() as conn:
-        assert await orders.ignore_sync(conn, integration_id=month.integration.id, order_sync_id=ignored)
-    month.add_order(6010, status=UNSELECTED)  # not paid: not due
+    fresh_month.add_order(6007, lines=CREDIT_LINES, credited=6001)  # a credit order without its credit document
+    fresh_month.add_order(6008)  # never reached the gateway
+    fresh_month.add_order(6009)
+    ignored = await fresh_month.notice(6009)
+    async with fresh_month.engine.begin() as conn:
+        assert await orders.ignore_sync(conn, integration_id=fresh_month.integration.id, order_sync_id=ignored)
+    fresh_month.add_order(6010, status=UNSELECTED)  # not paid: not due
 
-    report = (await run_books_check(month.books, integration_id=month.integration.id, month=MONTH)).report
+    report = (await run_books_check(fresh_month.books, integration_id=fresh_month.integration.id, month=MONTH)).report
 
     found = {f.order_number: f for f in report.findings}
     assert {n: f.kind for n, f in found.items()} == {
@@ -118,12 +120,12 @@ async def test_every_planted_finding_is_reported_with_both_sides(month: BooksMon
     assert headline.documents == 3  # 6001, 6002, 6003: the other shop's document is not counted
 
 
-async def test_a_document_with_this_shops_mark_and_no_order_is_reported(month: BooksMonth) -> None:
-    month.add_order(7001)
-    await month.book(7001)
-    del month.shop.orders[7001]  # the shop no longer lists it
+async def test_a_document_with_this_shops_mark_and_no_order_is_reported(fresh_month: BooksMonth) -> None:
+    fresh_month.add_order(7001)
+    await fresh_month.book(7001)
+    del fresh_month.shop.orders[7001]  # the shop no longer lists it
 
-    report = (await run_books_check(month.books, integration_id=month.integration.id, month=MONTH)).report
+    report = (await run_books_check(fresh_month.books, integration_id=fresh_month.integration.id, month=MONTH)).report
 
     (finding,) = report.findings
     assert finding.kind == Kind.DOCUMENT_WITHOUT_ORDER
@@ -132,8 +134,8 @@ async def test_a_document_with_this_shops_mark_and_no_order_is_reported(month: B
     assert finding.total_cents == int(finding.exact.total * 100)
 
 
-async def test_the_check_waits_while_bookings_use_the_budget(month: BooksMonth, redis: ArqRedis) -> None:
-    exact = await month.books.open_exact(month.integration)
+async def test_the_check_waits_while_bookings_use_the_budget(fresh_month: BooksMonth, redis: ArqRedis) -> None:
+    exact = await fresh_month.books.open_exact(fresh_month.integration)
     clock = FixedClock(1_800_000_000.0)
     governor = RateGovernor(redis, minutely_limit=4, daily_limit=1000, clock=clock)
     exact.governor = governor
@@ -230,8 +232,10 @@ async def test_invoices_and_orders_are_read_from_their_bulk_endpoints(
     ]
 
 
-async def test_a_month_without_orders_or_documents_agrees(month: BooksMonth) -> None:
-    outcome = await run_books_check(month.books, integration_id=month.integration.id, month=MONTH.previous())
+async def test_a_month_without_orders_or_documents_agrees(fresh_month: BooksMonth) -> None:
+    outcome = await run_books_check(
+        fresh_month.books, integration_id=fresh_month.integration.id, month=MONTH.previous()
+    )
 
     headline = outcome.report.headline
     assert (headline.orders, headline.documents, headline.differences, outcome.report.findings) == (0, 0, 0, ())

@@ -26,7 +26,7 @@ OWNER = "eigenaar@books.test"
 
 
 @pytest.fixture
-async def month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # type: ignore[no-untyped-def]
+async def booked_month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # type: ignore[no-untyped-def]
     async with engine.begin() as conn:
         owner = await create_login(conn, email=OWNER, locale="nl")
     async with books_month(engine, redis, settings, account_id=owner) as box:
@@ -36,48 +36,48 @@ async def month(engine: AsyncEngine, redis: ArqRedis, settings: Settings):  # ty
         yield box
 
 
-def job_context(month: BooksMonth, job_try: int = 1) -> dict[str, Any]:
-    settings = month.settings
+def job_context(booked_month: BooksMonth, job_try: int = 1) -> dict[str, Any]:
+    settings = booked_month.settings
     return {
-        "engine": month.engine,
+        "engine": booked_month.engine,
         "settings": settings,
         "cipher": Cipher(settings.encryption_keys),
-        "http": month.http,
-        "redis": month.redis,
+        "http": booked_month.http,
+        "redis": booked_month.redis,
         "job_try": job_try,
     }
 
 
 async def test_the_first_of_the_month_queues_last_months_check_for_owners_who_asked(
-    month: BooksMonth, redis: ArqRedis
+    booked_month: BooksMonth, redis: ArqRedis
 ) -> None:
     assert (
-        await queue_monthly_checks(month.engine, redis, today=date(2026, 11, 1))
+        await queue_monthly_checks(booked_month.engine, redis, today=date(2026, 11, 1))
         == "queued 0 books check(s) for 2026-10"
     )
-    async with month.engine.begin() as conn:
+    async with booked_month.engine.begin() as conn:
         await save_settings(
             conn,
-            integration_id=month.integration.id,
-            settings=month.integration.settings.replace(books_check_monthly=True),
+            integration_id=booked_month.integration.id,
+            settings=booked_month.integration.settings.replace(books_check_monthly=True),
         )
-    summary = await queue_monthly_checks(month.engine, redis, today=date(2026, 11, 1))
+    summary = await queue_monthly_checks(booked_month.engine, redis, today=date(2026, 11, 1))
     assert summary == "queued 1 books check(s) for 2026-10"
-    assert await redis.exists(f"arq:job:books_check:{month.integration.id}:2026-10")
-    async with month.engine.begin() as conn:
-        await update_integration(conn, integration_id=month.integration.id, state="paused")
-    assert (await queue_monthly_checks(month.engine, redis, today=date(2026, 12, 1))).startswith("queued 0")
+    assert await redis.exists(f"arq:job:books_check:{booked_month.integration.id}:2026-10")
+    async with booked_month.engine.begin() as conn:
+        await update_integration(conn, integration_id=booked_month.integration.id, state="paused")
+    assert (await queue_monthly_checks(booked_month.engine, redis, today=date(2026, 12, 1))).startswith("queued 0")
 
 
-async def test_a_scheduled_check_mails_its_headline_in_the_owners_language(month: BooksMonth) -> None:
-    month.change_amount(9202, "0.10")
+async def test_a_scheduled_check_mails_its_headline_in_the_owners_language(booked_month: BooksMonth) -> None:
+    booked_month.change_amount(9202, "0.10")
 
-    result = await books_check(job_context(month), month.integration.id, str(MONTH), True)
+    result = await books_check(job_context(booked_month), booked_month.integration.id, str(MONTH), True)
 
     assert result == "1 difference(s) in 2026-10"
-    async with month.engine.connect() as conn:
+    async with booked_month.engine.connect() as conn:
         mails = await list_mail(conn)
-        stored = await books_checks.get_books_check(conn, integration_id=month.integration.id, month=str(MONTH))
+        stored = await books_checks.get_books_check(conn, integration_id=booked_month.integration.id, month=str(MONTH))
     assert stored is not None
     assert stored.state == "done"
     (mail,) = [m for m in mails if m.to_address == OWNER]
@@ -85,20 +85,20 @@ async def test_a_scheduled_check_mails_its_headline_in_the_owners_language(month
     assert "1 verschil" in mail.body
     assert "€" in mail.body
     assert "," in mail.body.split("Totaal in de winkel: ")[1].split(";")[0]  # a Dutch decimal comma
-    assert f"/integrations/{month.integration.id}/books/2026-10" in mail.body
+    assert f"/integrations/{booked_month.integration.id}/books/2026-10" in mail.body
     assert "Jan Jansen" not in mail.body  # no customer data in the mail
 
 
-async def test_a_check_that_meets_an_unreachable_exact_is_retried_later(month: BooksMonth) -> None:
-    month.exact_app.state.sandbox.faults_enabled = True
-    month.exact_app.state.sandbox.faults.fail_next = 5
+async def test_a_check_that_meets_an_unreachable_exact_is_retried_later(booked_month: BooksMonth) -> None:
+    booked_month.exact_app.state.sandbox.faults_enabled = True
+    booked_month.exact_app.state.sandbox.faults.fail_next = 5
 
     with pytest.raises(Retry):
-        await books_check(job_context(month), month.integration.id, str(MONTH))
-    last_try = await books_check(job_context(month, job_try=4), month.integration.id, str(MONTH))
+        await books_check(job_context(booked_month), booked_month.integration.id, str(MONTH))
+    last_try = await books_check(job_context(booked_month, job_try=4), booked_month.integration.id, str(MONTH))
     assert last_try.startswith("failed: ")
-    async with month.engine.connect() as conn:
-        stored = await books_checks.get_books_check(conn, integration_id=month.integration.id, month=str(MONTH))
+    async with booked_month.engine.connect() as conn:
+        stored = await books_checks.get_books_check(conn, integration_id=booked_month.integration.id, month=str(MONTH))
     assert stored is not None
     assert stored.state == "failed"
     assert stored.error

@@ -55,15 +55,20 @@ async def book(engine: AsyncEngine, integration_id: int, number: str, booked_at:
 
 
 async def arrange_month(engine: AsyncEngine) -> tuple[int, int, int]:
+    """Two shops that joined in October and one that joined on 5 December (dates set, not today's: the report is
+    about November and December 2026 whatever day the suite runs)."""
+    joined = {"Pro shop": datetime(2026, 10, 1, tzinfo=UTC), "Joined later": datetime(2026, 12, 5, tzinfo=UTC)}
+    joined["Premium shop"] = datetime(2026, 10, 20, 23, 30, tzinfo=UTC)
     async with engine.begin() as conn:
         pro = await create_active_integration(conn, name="Pro shop")
         premium = await create_active_integration(conn, name="Premium shop", service_level="premium")
         later = await create_active_integration(conn, name="Joined later")
-        await conn.execute(
-            update(tables.integration)
-            .where(tables.integration.c.id == later.id)
-            .values(created_at=datetime(2026, 12, 5, tzinfo=UTC))
-        )
+        for integration in (pro, premium, later):
+            await conn.execute(
+                update(tables.integration)
+                .where(tables.integration.c.id == integration.id)
+                .values(created_at=joined[integration.name])
+            )
     in_month = datetime(2026, 11, 15, 12, tzinfo=UTC)
     await book(engine, pro.id, "1", datetime(2026, 11, 1, 0, 0, tzinfo=UTC))
     await book(engine, pro.id, "2", in_month, credit=True)

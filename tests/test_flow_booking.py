@@ -53,12 +53,12 @@ async def test_a_webhook_notice_is_booked_once_and_replays_send_nothing(
     engine: AsyncEngine,
     settings: Settings,
     fake_exact: FakeExact,
-    shop: dict[str, Any],
+    shop_orders: dict[str, Any],
 ) -> None:
     integration = await connected_integration(engine, settings)
     async with engine.begin() as conn:
         await update_integration(conn, integration_id=integration.id, webhook_key_hash=hash_webhook_key(WEBHOOK_KEY))
-    shop["5001"] = load_payload("order_domestic")
+    shop_orders["5001"] = load_payload("order_domestic")
 
     assert notify(client, "5001", 2, "notice-1")["result"] == "queued"
     assert await make_worker().run_check() == 1
@@ -120,18 +120,18 @@ async def test_the_corpus_books_into_the_sandbox_exactly_as_the_shop_sold_it(
     settings: Settings,
     redis: ArqRedis,
     booking_sandbox: BookingSandbox,
-    shop: dict[str, Any],
+    shop_orders: dict[str, Any],
     document_type: str,
     mode: str,
 ) -> None:
     division = WHOLESALE_DIVISION if document_type == "direct_sales_invoice" else PLAIN_DIVISION
     booking = SANDBOX_BOOKING.replace(insertion_type=document_type, eu_consumer_vat=mode)
     integration = await sandbox_integration(engine, settings, booking_sandbox, booking, division)
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
     entity = ENTITY[document_type][0]
     for name in ORDER_CORPUS:
         data = load_payload(f"order_{name}")
-        shop[str(data["number"])] = data
+        shop_orders[str(data["number"])] = data
         async with engine.begin() as conn:
             outcome = await notices.record_notice(
                 conn,
@@ -142,7 +142,7 @@ async def test_the_corpus_books_into_the_sandbox_exactly_as_the_shop_sold_it(
                 dedupe_key=f"{data['number']}:2",
                 selected_statuses=(2, 3),
             )
-        result = await book_order(services, outcome.order_sync_id)
+        result = await book_order(booking_services, outcome.order_sync_id)
         failure = expected_failure(name, document_type, mode)
         row = await sync_row(engine, outcome.order_sync_id)
         booked = [r for r in booking_sandbox.booked(division, entity) if r["YourRef"] == str(data["number"])]
@@ -165,19 +165,19 @@ async def test_the_sandbox_failing_after_it_stored_a_booking_leaves_one_document
     settings: Settings,
     redis: ArqRedis,
     booking_sandbox: BookingSandbox,
-    shop: dict[str, Any],
+    shop_orders: dict[str, Any],
     mode: str,
 ) -> None:
     integration = await sandbox_integration(engine, settings, booking_sandbox, SANDBOX_BOOKING, PLAIN_DIVISION)
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
-    sync_id = await queued_order(engine, shop, integration, "domestic")  # Jan is a seeded customer: one POST
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
+    sync_id = await queued_order(engine, shop_orders, integration, "domestic")  # Jan is a seeded customer: one POST
     accounts = len(booking_sandbox.booked(PLAIN_DIVISION, "Accounts"))
     booking_sandbox.app.state.sandbox.faults = Faults(fail_after_store=1, fail_after_store_mode=mode, hang_seconds=0.05)
     with pytest.raises(Retry):
-        await book_order(services, sync_id)
+        await book_order(booking_services, sync_id)
     [entry] = booking_sandbox.booked(PLAIN_DIVISION, "SalesEntries")  # stored, though the answer was an error
     assert (await sync_row(engine, sync_id)).state == "retrying"
-    result = await book_order(services, sync_id, job_try=2)
+    result = await book_order(booking_services, sync_id, job_try=2)
     assert result.startswith("adopted: order 5001")
     assert booking_sandbox.booked(PLAIN_DIVISION, "SalesEntries") == [entry]
     assert (await sync_row(engine, sync_id)).exact_document_id == entry["EntryID"]
@@ -185,11 +185,15 @@ async def test_the_sandbox_failing_after_it_stored_a_booking_leaves_one_document
 
 
 async def test_a_direct_sales_invoice_in_a_plain_edition_is_refused_in_plain_words(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
     booking = SANDBOX_BOOKING.replace(insertion_type="direct_sales_invoice")
     integration = await sandbox_integration(engine, settings, booking_sandbox, booking, PLAIN_DIVISION)
-    sync_id = await queued_order(engine, shop, integration, "b2b_domestic")
+    sync_id = await queued_order(engine, shop_orders, integration, "b2b_domestic")
     result = await book_order(sandbox_services(engine, settings, redis, booking_sandbox), sync_id)
     row = await sync_row(engine, sync_id)
     assert (row.state, row.error_kind) == ("failed", "settings")

@@ -111,11 +111,13 @@ async def test_starting_creates_the_row_and_queues_the_first_chunk(export_ctx) -
     ("columns", "start_date", "message"),
     [
         pytest.param({"shop_connection": "disconnected"}, START, "connect the Mijnwebwinkel shop", id="no-shop"),
-        pytest.param({}, local_now().date() + timedelta(days=1), "start date", id="future"),
+        pytest.param({}, "tomorrow", "start date", id="future"),  # the Dutch tomorrow when the test runs
         pytest.param({}, date(1999, 12, 31), "start date", id="too-old"),
     ],
 )
 async def test_an_export_that_cannot_start_says_why(export_ctx, columns, start_date, message) -> None:
+    if start_date == "tomorrow":
+        start_date = local_now().date() + timedelta(days=1)
     integration = await connected_shop(export_ctx, **columns)
     with pytest.raises(ExportNotAllowed, match=message):
         await start(export_ctx, integration, start_date)

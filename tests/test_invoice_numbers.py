@@ -69,12 +69,12 @@ async def shop_on_sandbox(
 
 
 async def book(
-    services: BookingServices, shop: dict[str, Any], integration: Integration, numbers: list[str]
+    booking_services: BookingServices, shop_orders: dict[str, Any], integration: Integration, numbers: list[str]
 ) -> list[int]:
     ids = []
     for number in numbers:
-        sync_id = await queued_order(services.engine, shop, integration, "domestic", number=number)
-        result = await book_order(services, sync_id)
+        sync_id = await queued_order(booking_services.engine, shop_orders, integration, "domestic", number=number)
+        result = await book_order(booking_services, sync_id)
         assert result.startswith("booked"), result
         ids.append(sync_id)
     return ids
@@ -86,24 +86,28 @@ async def set_booking(engine: AsyncEngine, integration: Integration, booking: In
 
 
 async def test_processed_invoices_get_exacts_numbers_with_one_get_per_batch_and_drafts_wait(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
     shop_a = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
-    processed = await book(services, shop, shop_a, ["7001", "7002", "7003", "7004", "7005"])
+    processed = await book(booking_services, shop_orders, shop_a, ["7001", "7002", "7003", "7004", "7005"])
     await set_booking(engine, shop_a, DRAFT)
-    drafts = await book(services, shop, shop_a, ["7006", "7007"])
+    drafts = await book(booking_services, shop_orders, shop_a, ["7006", "7007"])
     await set_booking(engine, shop_a, FINAL)
     # Another tenant in the same administration, whose Exact connection needs a new consent.
     shop_b = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
-    [other] = await book(services, shop, shop_b, ["7001"])
+    [other] = await book(booking_services, shop_orders, shop_b, ["7001"])
     async with engine.begin() as conn:
         await update_integration(conn, integration_id=shop_b.id, exact_connection="reconnect_needed")
     rows = {i: await sync_row(engine, i) for i in [*processed, *drafts, other]}
     assert [r.exact_document_number for r in rows.values()] == [None] * 8  # PrintedSalesInvoices says no number
 
     calls = len(booking_sandbox.state.calls)
-    result = await read_back_invoice_numbers(services, batch=3)
+    result = await read_back_invoice_numbers(booking_services, batch=3)
 
     assert len(booking_sandbox.state.calls) - calls == len(booking_sandbox.invoice_gets(calls)) == math.ceil(7 / 3)
     assert result == "numbered 5 invoice(s) in 3 look-up(s); 0 integration(s) skipped this round"
@@ -121,11 +125,13 @@ async def test_processed_invoices_get_exacts_numbers_with_one_get_per_batch_and_
 
     # The drafts stay candidates; once someone processes one in Exact, the next round stores its number.
     calls = len(booking_sandbox.state.calls)
-    assert (await read_back_invoice_numbers(services, batch=3)).startswith("numbered 0 invoice(s) in 1 look-up(s)")
+    assert (await read_back_invoice_numbers(booking_services, batch=3)).startswith(
+        "numbered 0 invoice(s) in 1 look-up(s)"
+    )
     await booking_sandbox.client().post(
         "salesinvoice/PrintedSalesInvoices", {"InvoiceID": rows[drafts[0]].exact_document_id}
     )
-    assert (await read_back_invoice_numbers(services)).startswith("numbered 1 invoice(s) in 1 look-up(s)")
+    assert (await read_back_invoice_numbers(booking_services)).startswith("numbered 1 invoice(s) in 1 look-up(s)")
     assert len(booking_sandbox.invoice_gets(calls)) == 2
     numbered = await sync_row(engine, drafts[0])
     assert numbered.exact_document_number == str(
@@ -141,12 +147,12 @@ async def test_the_history_page_shows_exacts_number_once_read_back(
     settings: Settings,
     redis: ArqRedis,
     booking_sandbox: BookingSandbox,
-    shop: dict[str, Any],
+    shop_orders: dict[str, Any],
 ) -> None:
     client.headers["Accept-Language"] = "en"
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
     integration = await shop_on_sandbox(engine, settings, booking_sandbox, "history@shop.test")
-    [sync_id] = await book(services, shop, integration, ["7101"])
+    [sync_id] = await book(booking_services, shop_orders, integration, ["7101"])
     row = await sync_row(engine, sync_id)
     number = str(booking_sandbox.invoice(row.exact_document_id or "")["InvoiceNumber"])
     log_in(client, "history@shop.test")
@@ -159,46 +165,56 @@ async def test_the_history_page_shows_exacts_number_once_read_back(
         return response.text
 
     assert [number in page(url) for url in pages] == [False, False]
-    await read_back_invoice_numbers(services)
+    await read_back_invoice_numbers(booking_services)
     assert [number in page(url) for url in pages] == [True, True]
 
 
 async def test_an_integration_whose_exact_consent_is_gone_is_skipped_without_error(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
     healthy = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
     revoked = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
-    [healthy_id] = await book(services, shop, healthy, ["7201"])
-    [revoked_id] = await book(services, shop, revoked, ["7202"])
+    [healthy_id] = await book(booking_services, shop_orders, healthy, ["7201"])
+    [revoked_id] = await book(booking_services, shop_orders, revoked, ["7202"])
     dead = ExactTokens("dead-access", "dead-refresh", 600, utcnow() - timedelta(hours=1))  # expired, not renewable
     async with engine.begin() as conn:
         await store_tokens(conn, integration_id=revoked.id, tokens=dead, cipher=Cipher(settings.encryption_keys))
     before = await sync_row(engine, revoked_id)
 
-    result = await read_back_invoice_numbers(services)
+    result = await read_back_invoice_numbers(booking_services)
 
     assert result == "numbered 1 invoice(s) in 1 look-up(s); 1 integration(s) skipped this round"
     assert (await sync_row(engine, healthy_id)).exact_document_number is not None
     assert await sync_row(engine, revoked_id) == before
     calls = len(booking_sandbox.state.calls)
-    assert (await read_back_invoice_numbers(services)).endswith("0 integration(s) skipped this round")
+    assert (await read_back_invoice_numbers(booking_services)).endswith("0 integration(s) skipped this round")
     assert booking_sandbox.invoice_gets(calls) == []  # token custody marked it reconnect_needed: not tried again
 
 
 async def test_no_call_is_spent_while_bookings_use_more_than_half_the_minute(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
     integration = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
-    [sync_id] = await book(sandbox_services(engine, settings, redis, booking_sandbox), shop, integration, ["7301"])
+    [sync_id] = await book(
+        sandbox_services(engine, settings, redis, booking_sandbox), shop_orders, integration, ["7301"]
+    )
     await redis.flushdb()  # forget the booking's own calls
-    services = sandbox_services(engine, settings, redis, booking_sandbox, exact_minutely_limit=10)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox, exact_minutely_limit=10)
     governor = RateGovernor.from_settings(redis, dataclasses.replace(settings, exact_minutely_limit=10))
     for _ in range(5):
         await governor.acquire(PLAIN_DIVISION)  # five booking calls this minute: half the budget
     calls = len(booking_sandbox.state.calls)
 
-    result = await read_back_invoice_numbers(services)
+    result = await read_back_invoice_numbers(booking_services)
 
     assert result == "numbered 0 invoice(s) in 0 look-up(s); 1 integration(s) skipped this round"
     assert booking_sandbox.state.calls[calls:] == []
@@ -206,21 +222,25 @@ async def test_no_call_is_spent_while_bookings_use_more_than_half_the_minute(
 
 
 async def test_a_429_skips_the_round_and_a_refused_look_up_pauses_the_integration(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
-    services = sandbox_services(engine, settings, redis, booking_sandbox)
+    booking_services = sandbox_services(engine, settings, redis, booking_sandbox)
     integration = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
-    [sync_id] = await book(services, shop, integration, ["7351"])
+    [sync_id] = await book(booking_services, shop_orders, integration, ["7351"])
 
     booking_sandbox.state.faults = Faults(storm_429=1)
     skipped = "numbered 0 invoice(s) in 0 look-up(s); 1 integration(s) skipped this round"
-    assert await read_back_invoice_numbers(services) == skipped
+    assert await read_back_invoice_numbers(booking_services) == skipped
     await redis.flushdb()  # the governor's block after the 429 ends
     booking_sandbox.state.faults = Faults(fail_next=1, fail_status=400)
     calls = len(booking_sandbox.state.calls)
-    assert await read_back_invoice_numbers(services) == skipped
+    assert await read_back_invoice_numbers(booking_services) == skipped
     assert (
-        await read_back_invoice_numbers(services)
+        await read_back_invoice_numbers(booking_services)
         == "numbered 0 invoice(s) in 0 look-up(s); 0 integration(s) skipped this round"
     )
     assert len(booking_sandbox.invoice_gets(calls)) == 1  # one refusal, then no more calls against Exact's error budget
@@ -228,11 +248,15 @@ async def test_a_429_skips_the_round_and_a_refused_look_up_pauses_the_integratio
 
 
 async def test_a_number_is_stored_only_for_the_tenant_that_owns_the_row(
-    engine: AsyncEngine, settings: Settings, redis: ArqRedis, booking_sandbox: BookingSandbox, shop: dict[str, Any]
+    engine: AsyncEngine,
+    settings: Settings,
+    redis: ArqRedis,
+    booking_sandbox: BookingSandbox,
+    shop_orders: dict[str, Any],
 ) -> None:
     owner = await shop_on_sandbox(engine, settings, booking_sandbox, "a@shop.test")
     stranger = await shop_on_sandbox(engine, settings, booking_sandbox, "b@shop.test")
-    [sync_id] = await book(sandbox_services(engine, settings, redis, booking_sandbox), shop, owner, ["7401"])
+    [sync_id] = await book(sandbox_services(engine, settings, redis, booking_sandbox), shop_orders, owner, ["7401"])
     row = await sync_row(engine, sync_id)
     ids = {"order_sync_id": sync_id, "exact_document_id": row.exact_document_id or "", "number": "26700099"}
     async with engine.begin() as conn:

@@ -1,7 +1,6 @@
 """Live is live: an order that reaches a selected status after switch-on is a live order (its invoice is e-mailed
 when the settings say so), whatever the initial export read of it before; an order the export queued stays one."""
 
-from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
@@ -20,7 +19,6 @@ from tests.support.booking_sandbox import (
     PLAIN_DIVISION,
     SANDBOX_BOOKING,
     BookingSandbox,
-    open_booking_sandbox,
     sandbox_integration,
     sandbox_services,
 )
@@ -121,12 +119,6 @@ async def test_a_live_order_is_not_turned_into_an_export_order_by_a_later_export
     sync = await row(engine, integration, live.order_sync_id)
     assert (sync.state, sync.initial_export) == ("queued", False)
     assert sends(integration, sync)
-
-
-@pytest.fixture
-async def booking_sandbox(settings: Settings) -> AsyncIterator[BookingSandbox]:
-    async with open_booking_sandbox(settings) as box:
-        yield box
 
 
 async def test_the_job_e_mails_the_invoice_of_an_order_paid_after_switch_on_but_not_one_the_export_queued(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -26,7 +25,6 @@ from gateway.store import exact_links
 from tests.support.booking_sandbox import (
     SANDBOX_BOOKING,
     BookingSandbox,
-    open_booking_sandbox,
     sandbox_integration,
     sandbox_services,
 )
@@ -140,12 +138,6 @@ async def test_a_found_warehouse_becomes_a_stored_link(
         )
         assert found == warehouse
     assert route.call_count == 1
-
-
-@pytest.fixture
-async def booking_sandbox(settings: Settings) -> AsyncIterator[BookingSandbox]:
-    async with open_booking_sandbox(settings) as box:
-        yield box
 
 
 @pytest.mark.parametrize("jobs", [pytest.param(6, id="6-jobs")])

@@ -4,8 +4,8 @@ import time
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.local_redis import start_private_redis
 from gateway.settings import Settings
+from tests.support.environment import start_redis
 
 
 def test_healthz_answers_while_process_is_alive(client: TestClient) -> None:
@@ -32,7 +32,7 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyp
 
 
 def test_readyz_names_redis_when_it_dies_and_recovers_when_it_returns(clean_state: Settings) -> None:
-    private = start_private_redis()
+    private = start_redis()
     app = create_app(dataclasses.replace(clean_state, redis_url=private.url))
     try:
         with TestClient(app) as client:
@@ -42,7 +42,7 @@ def test_readyz_names_redis_when_it_dies_and_recovers_when_it_returns(clean_stat
             assert r.status_code == 503, r.text
             assert "redis" in r.json()["down"]
             assert "database" not in r.json()["down"]
-            restarted = start_private_redis(port=private.port)
+            restarted = start_redis(private.port)
             try:
                 assert wait_for(lambda: client.get("/readyz").status_code == 200)
             finally:

@@ -21,7 +21,7 @@ LINES = f"/api/v1/{DIVISION}/bulk/Financial/TransactionLines"
 
 
 @pytest.fixture
-async def exact() -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def bulk_exact() -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     app = create_exact_sandbox(minutely_limit=100_000, daily_limit=1_000_000)
     tokens = app.state.sandbox.tokens
     code = tokens.new_code("bulk", "http://bulk/cb")
@@ -50,8 +50,8 @@ def entry(division: Any, number: int) -> None:
     create_record(division, WRITABLE["SalesEntries"], payload, datetime(2026, 10, 5, tzinfo=UTC))
 
 
-async def test_transaction_lines_come_1000_a_page_with_the_entry_total_and_vat(exact: Any) -> None:
-    app, http = exact
+async def test_transaction_lines_come_1000_a_page_with_the_entry_total_and_vat(bulk_exact: Any) -> None:
+    app, http = bulk_exact
     division = app.state.sandbox.divisions[DIVISION]
     for number in range(400):  # 3 lines each: receivable, revenue, VAT
         entry(division, 5000 + number)
@@ -79,14 +79,16 @@ async def test_transaction_lines_come_1000_a_page_with_the_entry_total_and_vat(e
         pytest.param({"$select": "Nope", "$filter": "JournalCode eq '70'"}, "Nope", id="unknown-field"),
     ],
 )
-async def test_bulk_reads_are_refused_like_exact_refuses_them(exact: Any, params: dict[str, str], message: str) -> None:
-    _, http = exact
+async def test_bulk_reads_are_refused_like_exact_refuses_them(
+    bulk_exact: Any, params: dict[str, str], message: str
+) -> None:
+    _, http = bulk_exact
     response = await http.get(LINES, params=params)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]["value"]
 
 
-async def test_bulk_endpoints_are_read_only(exact: Any) -> None:
-    _, http = exact
+async def test_bulk_endpoints_are_read_only(bulk_exact: Any) -> None:
+    _, http = bulk_exact
     response = await http.post(f"/api/v1/{DIVISION}/bulk/SalesInvoice/SalesInvoices", json={})
     assert response.status_code == 405

@@ -41,12 +41,6 @@ from tests.support.smtp import smtp_sink
 ENGLISH = {"Accept-Language": "en"}
 
 
-@pytest.fixture
-def client(client: TestClient) -> TestClient:
-    client.headers.update(ENGLISH)
-    return client
-
-
 def post_form(client: Any, url: str, **data: str) -> httpx.Response:
     token = csrf_of(client.get(url).text)
     response: httpx.Response = client.post(url, data={"csrf_token": token, **data}, follow_redirects=False)

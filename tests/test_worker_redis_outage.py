@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import metrics
 from gateway.jobs.worker import restart_delay
-from gateway.local_redis import PrivateRedis, start_private_redis
+from gateway.local_redis import PrivateRedis
 from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY, create_arq_pool
 from gateway.settings import Settings
-from tests.support.environment import ROOT
+from tests.support.environment import ROOT, start_redis
 from tests.support.servers import Sandboxes, booked_once, queue_orders, serve_sandboxes, worker_env
 
 HEALTH_KEYS = [f"{queue}:health-check" for queue in (QUEUE_PRIORITY, QUEUE_DEFAULT)]
@@ -39,7 +39,7 @@ class OutageRedis:
     """A private redis-server that the test kills and starts again, empty, on the same port (as after a crash)."""
 
     def __init__(self) -> None:
-        self.servers: list[PrivateRedis] = [start_private_redis()]
+        self.servers: list[PrivateRedis] = [start_redis()]
         self.url = self.servers[0].url
 
     def kill(self) -> None:
@@ -48,7 +48,7 @@ class OutageRedis:
         process.wait()
 
     def restart(self) -> None:
-        self.servers.append(start_private_redis(self.servers[0].port))
+        self.servers.append(start_redis(self.servers[0].port))
 
     def stop(self) -> None:
         for server in self.servers:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway import tables
+from gateway.local_redis import PrivateRedis, start_private_redis
 
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent  # the repository (the clone under test)
@@ -65,3 +69,42 @@ def run_in_thread(coro: Any) -> Any:
 def load_payload(name: str) -> Any:
     """Recorded JSON from tests/payloads/<name>.json."""
     return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+_ENVIRONMENT = threading.Lock()
+FAKETIME_VARIABLES = ("LD_PRELOAD", "FAKETIME")
+
+
+def clock_environment() -> dict[str, str]:
+    """What gives a child process this one's clock: under libfaketime (`make test-shifted`) its preload and offset,
+    so that a gateway process a test starts agrees with the test on what time it is. Empty otherwise."""
+    return {name: os.environ[name] for name in FAKETIME_VARIABLES if name in os.environ}
+
+
+@contextlib.contextmanager
+def without_faketime() -> Iterator[None]:
+    """Processes started inside run on the machine's real clock, when the suite itself runs under libfaketime (CI's
+    shifted pass, `make test-shifted`): the preload is taken out of the environment they inherit."""
+    with _ENVIRONMENT:
+        saved = {name: os.environ.get(name) for name in FAKETIME_VARIABLES}
+        preload = [lib for lib in (saved["LD_PRELOAD"] or "").split() if "faketime" not in lib]
+        os.environ.pop("FAKETIME", None)
+        if preload:
+            os.environ["LD_PRELOAD"] = " ".join(preload)
+        else:
+            os.environ.pop("LD_PRELOAD", None)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def start_redis(port: int | None = None) -> PrivateRedis:
+    """A private redis-server for tests, on the real clock: redis-server cannot start under libfaketime (it stops on
+    libfaketime's recursive clock_gettime guard), and nothing the suite checks depends on Redis's own clock."""
+    with without_faketime():
+        return start_private_redis(port)

@@ -43,7 +43,7 @@ from gateway.sandbox_runner import SandboxPorts, sandbox_settings
 from gateway.settings import Settings
 from gateway.shop_connection import rotate_signing_secret, rotate_webhook_key
 from gateway.store import credentials, orders
-from tests.support.environment import ROOT
+from tests.support.environment import ROOT, clock_environment
 from tests.support.factories import PAGE_PASSWORD, cli_environ, create_login, create_sandbox_integration, log_in
 
 
@@ -242,6 +242,7 @@ def worker_env(sandboxes: Sandboxes) -> dict[str, str]:
 def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **clock_environment(),
         **cli_environ(settings, **extra),
     }
 
