@@ -150,7 +150,8 @@ async def welcome(request: Request) -> Response:
     if data is None:
         return render(request, "account/welcome.html", {"email": account.email})
     async with engine.begin() as conn:
-        await accounts.confirm_email(conn, account_id=account.id)
+        if not await accounts.confirm_email(conn, account_id=account.id):  # another tab used the link just now
+            return render(request, "account/welcome_invalid.html", status_code=400)
         await login_session(request, conn, account.id, password_changed_at=account.password_changed_at)
         integrations = await list_integrations(conn, account_id=account.id)
     set_request_locale(request, account.locale)
