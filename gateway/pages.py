@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import NoMatchFound
+from starlette.templating import Jinja2Templates
 
 from gateway.auth import LoginRequired, current_account_id, logout_session, require_account_id
 from gateway.i18n import N_, Message
@@ -25,7 +26,8 @@ FLASH_KINDS = ("success", "info", "warning", "error")
 def render(
     request: Request, template: str, context: dict[str, Any] | None = None, *, status_code: int = 200
 ) -> Response:
-    return request.app.state.templates.TemplateResponse(request, template, context or {}, status_code=status_code)
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, context or {}, status_code=status_code)
 
 
 def redirect(url: str) -> RedirectResponse:
@@ -54,6 +56,7 @@ class Confirmation:
     button: Message
     action: str
     cancel: str
+    hidden: tuple[tuple[str, str], ...] = ()  # fields the action needs besides the CSRF token
 
 
 def confirm_page(request: Request, integration: Any, confirmation: Confirmation, *, tab: str) -> Response:

@@ -3,9 +3,11 @@ changes nothing) whose button posts the action; the pages link to the question, 
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
+from gateway import tables
 from gateway.store import notices, orders
 from gateway.store.integrations import Integration, get_integration_or_raise
 from tests.support.factories import create_active_integration, create_login, csrf_of, log_in
@@ -92,3 +94,25 @@ async def test_disconnecting_the_shop_asks_once_in_dutch(client: TestClient, eng
     client.post(url, data={"csrf_token": csrf_of(question.text)})
     async with engine.connect() as conn:
         assert (await get_integration_or_raise(conn, integration_id=integration.id)).shop_connection != "connected"
+
+
+async def webhook_key_hash(engine: AsyncEngine, integration_id: int) -> str | None:
+    async with engine.connect() as conn:
+        column = tables.integration.c.webhook_key_hash
+        return (await conn.execute(select(column).where(tables.integration.c.id == integration_id))).scalar_one()
+
+
+async def test_removing_the_webhook_address_asks_once(client: TestClient, engine: AsyncEngine) -> None:
+    integration, _ = await shop_with_failed_order(engine)
+    log_in(client, EMAIL)
+    connections = f"/integrations/{integration.id}/connections"
+    token = csrf_of(client.get(connections).text)
+    client.post(connections + "/webhook", data={"csrf_token": token})  # create one
+    assert await webhook_key_hash(engine, integration.id)
+    assert f'href="http://testserver{connections}/webhook/remove"' in client.get(connections).text
+    question = client.get(connections + "/webhook/remove")
+    assert "Remove the webhook address?" in question.text
+    assert '<input type="hidden" name="action" value="remove">' in question.text
+    assert await webhook_key_hash(engine, integration.id)  # asking changed nothing
+    client.post(connections + "/webhook", data={"csrf_token": csrf_of(question.text), "action": "remove"})
+    assert not await webhook_key_hash(engine, integration.id)

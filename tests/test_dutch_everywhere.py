@@ -18,7 +18,7 @@ from gateway import i18n
 from gateway.booking_reasons import REASONS, SUMMARIES, failure_message
 from gateway.i18n import LOCALE_DIR, Message, translate
 from gateway.store import orders
-from gateway.store.integrations import get_integration_or_raise
+from gateway.store.integrations import get_integration_or_raise, update_integration
 from tests.support.factories import add_order, csrf_of
 from tests.support.pages import connect_exact, connect_shop, sign_up, submit
 
@@ -163,6 +163,20 @@ async def test_every_page_renders_entirely_in_dutch(wizard: TestClient, engine: 
         response = wizard.get(url)
         assert response.status_code == 200, (url, response.status_code)
         shown.update(english_on(response.text, url, english))
+    # A lost Exact connection and a failed shop check store English detail: the pages say it in Dutch.
+    async with engine.begin() as conn:
+        await update_integration(
+            conn,
+            integration_id=shop,
+            exact_connection="reconnect_needed",
+            exact_connection_error=DETAIL,
+            last_poll_error=DETAIL,
+        )
+    base = f"/integrations/{shop}"
+    for url in (f"{base}/dashboard", f"{base}/connections", f"{base}/setup/exact", f"{base}/exact/connect"):
+        shown.update(english_on(wizard.get(url).text, url, english))
+    async with engine.begin() as conn:
+        await update_integration(conn, integration_id=shop, exact_connection="connected", exact_connection_error=None)
     # The dry run refuses (no sales journal chosen yet): the reason is the kind's Dutch sentence.
     tested = submit(wizard, f"/integrations/{shop}/setup/test", {"order_number": ""})
     assert "kan met deze instellingen niet worden geboekt" in tested.text

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from gateway import shop_connection
 from gateway.csrf import verify_csrf
-from gateway.forms import Form
+from gateway.forms import Errors, Form
 from gateway.i18n import N_, request_locale, translate
 from gateway.mail import send_mail
 from gateway.pages import Confirmation, confirm_page, flash, optional_url, redirect, render, require_account
@@ -30,7 +30,7 @@ async def support(request: Request) -> Response:
     settings = request.app.state.settings
     engine = request.app.state.engine
     values: dict[str, object] = {}
-    errors: dict[str, object] = {}
+    errors: Errors = {}
     async with engine.begin() as conn:
         account = await require_account(request, conn)
         integration = await load_integration(request, conn)
@@ -118,6 +118,27 @@ async def connections_shop_disconnect(request: Request) -> Response:
     return redirect(str(request.url_for("connections", integration_id=integration.id)))
 
 
+WEBHOOK_REMOVE_QUESTION = (
+    N_("Remove the webhook address?"),
+    N_(
+        "Pushes to the old address are refused from now on. The shop is still read every few minutes, so no order is "
+        "missed. You can create a new address at any time."
+    ),
+    N_("Yes, remove the webhook address"),
+)
+
+
+async def connections_webhook_remove(request: Request) -> Response:
+    """Asks once before the webhook address is removed; the button posts to connections_webhook."""
+    async with request.app.state.engine.begin() as conn:
+        integration = await load_integration(request, conn)
+    title, text, button = WEBHOOK_REMOVE_QUESTION
+    action = str(request.url_for("connections_webhook", integration_id=integration.id))
+    cancel = str(request.url_for("connections", integration_id=integration.id))
+    question = Confirmation(title, text, button, action, cancel, hidden=(("action", "remove"),))
+    return confirm_page(request, integration, question, tab="connections")
+
+
 async def connections_webhook(request: Request) -> Response:
     """Create a new webhook address (and signing secret). Shown once, in this response: they are stored hashed or
     encrypted and can never be shown again."""
@@ -156,4 +177,5 @@ routes = [
         methods=["GET", "POST"],
     ),
     Route(_BASE + "/connections/webhook", connections_webhook, name="connections_webhook", methods=["POST"]),
+    Route(_BASE + "/connections/webhook/remove", connections_webhook_remove, name="connections_webhook_remove"),
 ]
