@@ -444,7 +444,7 @@ def fold_negative_lines(order_number: str, lines: list[PlannedLine]) -> list[Pla
         cut = [lines[i] for i in negative if lines[i].category == category]
         targets = [i for i, line in enumerate(kept) if line.category == category and line.amount > 0]
         weights = [kept[i].amount for i in targets]
-        cut_amount, cut_vat = sum(x.amount for x in cut), sum(x.vat for x in cut)
+        cut_amount, cut_vat = sum((x.amount for x in cut), Decimal(0)), sum((x.vat for x in cut), Decimal(0))
         if not targets or sum(weights) + cut_amount < 0 or sum(kept[i].vat for i in targets) + cut_vat < 0:
             raise BookingError(
                 NEGATIVE_SALES_ORDER,

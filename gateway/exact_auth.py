@@ -275,7 +275,7 @@ async def refresh_idle_tokens(
         async with engine.connect() as conn:
             credential = await get_credential(conn, integration_id=integration.id, kind=EXACT_OAUTH, cipher=cipher)
             current = await get_integration(conn, integration_id=integration.id)
-        issued = credential and (credential.access_issued_at or credential.updated_at)
+        issued = (credential.access_issued_at or credential.updated_at) if credential else None
         if current is None or issued is None or utcnow() - issued < older_than:
             continue
         auth = exact_auth_for(
@@ -341,8 +341,8 @@ async def _mark_connected(
     from gateway.lookups import DIVISIONS, invalidate_lookups, store_lookup
 
     codes = {d.code: d for d in divisions}
-    keep = integration.exact_division in codes and integration.exact_country == country
-    division = codes.get(integration.exact_division if keep else me.current_division)
+    kept = integration.exact_division if integration.exact_country == country else None
+    division = codes.get(kept if kept in codes else me.current_division)
     async with engine.begin() as conn:
         await update_integration(
             conn,

@@ -89,7 +89,8 @@ def translate(locale: str, text: str | Message, **params: Any) -> str:
     plural = ""
     if isinstance(text, Message):
         params = {**text.params, **params}
-        text, plural = text.text, text.plural
+        plural = text.plural
+        text = text.text
     params = {k: translate(locale, v) if isinstance(v, Message) else v for k, v in params.items()}
     if plural:
         return translations(locale).ngettext(text, plural, int(params.get("n", 0))) % params

@@ -16,7 +16,7 @@ from gateway.operator_console import add_command, emit
 from gateway.settings import Settings
 from gateway.store import operator as store
 
-USAGE_COLUMNS = ("month", "integration_id", "name", "account_email", "service_level", "state")
+USAGE_COLUMNS: tuple[str, ...] = ("month", "integration_id", "name", "account_email", "service_level", "state")
 USAGE_COLUMNS += ("orders_booked", "credit_orders", "initial_export_orders")
 
 

@@ -111,7 +111,9 @@ async def enqueue_bookings(arq: ArqRedis, items: list[tuple[int, bool, NoticeOut
     if not args:
         return 0
     try:
-        return int(await arq.eval(_ENQUEUE_SCRIPT, 0, *args))
+        # redis-py types eval() for its sync and async clients at once (str arguments, result `Awaitable[str] | str`);
+        # the async client encodes bytes and int arguments and always returns an awaitable.
+        return int(await arq.eval(_ENQUEUE_SCRIPT, 0, *args))  # type: ignore[arg-type,misc]
     except (TimeoutError, RedisError, OSError) as e:
         logger.warning(
             "could not enqueue %d booking jobs (%s); the reconcile sweep will", len(args) // 7, type(e).__name__

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any
+from typing import Literal
 
 from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadSignature
@@ -43,6 +43,24 @@ class _FernetSealer:
 
 
 class EncryptedSessionMiddleware(SessionMiddleware):
-    def __init__(self, app: ASGIApp, secret_key: str, **options: Any) -> None:
-        super().__init__(app, secret_key=secret_key, **options)
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: str,
+        *,
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 3600,
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+    ) -> None:
+        super().__init__(
+            app,
+            secret_key=secret_key,
+            session_cookie=session_cookie,
+            max_age=max_age,
+            same_site=same_site,
+            https_only=https_only,
+        )
+        # SessionMiddleware types its signer as itsdangerous' TimestampSigner but only calls sign() and unsign(),
+        # which the sealer provides with the same signatures.
         self.signer = _FernetSealer(cookie_key(secret_key))  # type: ignore[assignment]

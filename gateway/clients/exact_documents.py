@@ -353,7 +353,7 @@ class _Resolver:
                 )
         else:
             async with self.gate.hold(key):
-                if stored := (await self.gate.stored([key])).get(key):
+                if stored := (await self.gate.stored([key])).get(key, ""):
                     self.used.append(key)  # another job created it while this one waited
                     return stored
                 found = await self._account_by_email(customer.email)
@@ -425,7 +425,7 @@ class _Resolver:
         if need.creatable:
             async with self.gate.hold(item_key):
                 links = await self.gate.stored([item_key, revenue_key])
-                if stored := links.get(item_key):
+                if stored := links.get(item_key, ""):
                     self.used.append(item_key)  # another job created it while this one waited
                     self._use_item(need.code, stored, links.get(revenue_key, ""))
                     return

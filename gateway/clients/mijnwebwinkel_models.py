@@ -61,6 +61,11 @@ def _as_list(value: Any) -> list[Any]:
     return []
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    """A nested JSON object, or an empty one when the API sent something else (or nothing)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 # C0 control characters other than tab/newline/return: PostgreSQL text cannot hold NUL, and none belongs in a name,
 # an address or a SKU, so they are dropped at the boundary.
 _CONTROL_CHARS = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
@@ -237,9 +242,9 @@ class MwwOrder:
             order_date = date.fromisoformat(_text(data.get("date"))[:10])
         except ValueError as e:
             raise _fail(what, "date") from e
-        price = data.get("price") if isinstance(data.get("price"), Mapping) else {}
-        debtor = data.get("debtor") if isinstance(data.get("debtor"), Mapping) else {}
-        addresses = debtor.get("address") if isinstance(debtor.get("address"), Mapping) else {}
+        price = _object(data.get("price"))
+        debtor = _object(data.get("debtor"))
+        addresses = _object(debtor.get("address"))
         delivery = addresses.get("delivery")
         return cls(
             number=number,

@@ -221,7 +221,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         existing = own_document(found, order_number=order.number, mark=mark)  # raises NeedsReview when unsure
         if existing is not None:
             attempt.document = existing
-            return await _complete(services, attempt, existing, "adopted")
+            return await _complete(services, attempt, exact, order, existing, "adopted")
     attempt.plan = plan = await _plan(services, attempt, exact, order)
     async with services.engine.connect() as conn:
         known = await exact_links.get_links(conn, integration_id=integration.id, keys=link_keys(plan, settings))
@@ -246,7 +246,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         _refused(attempt, e)
         raise
     attempt.document = created
-    return await _complete(services, attempt, created, "booked")
+    return await _complete(services, attempt, exact, order, created, "booked")
 
 
 async def _plan(
@@ -333,15 +333,22 @@ def _refused(attempt: BookingAttempt, error: PermanentApiError) -> None:
         ) from error
 
 
-async def _complete(services: BookingServices, attempt: BookingAttempt, document: ExactDocument, outcome: str) -> str:
+async def _complete(
+    services: BookingServices,
+    attempt: BookingAttempt,
+    exact: ExactClient,
+    order: MwwOrder,
+    document: ExactDocument,
+    outcome: str,
+) -> str:
     """Process the invoice when the settings ask for it, then mark the order booked with its attempt."""
-    settings, order_date = attempt.settings, attempt.order.date if attempt.order else attempt.sync.order_date
+    settings = attempt.settings
     payload = finalize_payload(
-        settings.insertion_type, order_date, settings, document.id, initial_export=attempt.sync.initial_export
+        settings.insertion_type, order.date, settings, document.id, initial_export=attempt.sync.initial_export
     )
     attempt.response = f"{document.document_type} {document.number or document.id}"
     if payload is not None and not document.is_processed:
-        printed = await finalize_invoice(attempt.exact, payload)  # type: ignore[arg-type]
+        printed = await finalize_invoice(exact, payload)
         attempt.response += "; processed" + (", e-mailed to the customer" if printed.email_sent else "")
         for problem in (printed.document_error, printed.email_error):
             attempt.response += f"; Exact: {problem}" if problem else ""

@@ -214,7 +214,7 @@ async def create_pool(settings: Settings) -> ArqRedis:
 
 def restart_delay(attempt: int) -> float:
     """Capped exponential back-off with jitter: 0.5 s, 1 s, 2 s, ... 30 s, each cut by up to half at random."""
-    base = RESTART_DELAY_MIN * 2 ** min(attempt, 16)  # the exponent is capped too: a long outage counts on
+    base = RESTART_DELAY_MIN * 2.0 ** min(attempt, 16)  # the exponent is capped too: a long outage counts on
     return min(RESTART_DELAY_MAX, base) * random.uniform(0.5, 1.0)  # noqa: S311
 
 

@@ -311,7 +311,9 @@ async def account_settings(request: Request) -> Response:
     engine: AsyncEngine = request.app.state.engine
     async with engine.connect() as conn:
         account = await require_account(request, conn)
-    action, values, errors = "", {}, {}
+    action = ""
+    values: dict[str, Any] = {}
+    errors: forms.Errors = {}
     if request.method == "POST":
         data = await verify_csrf(request)
         action = str(data.get("action") or "")

@@ -12,13 +12,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.templating import Jinja2Templates
 
 from gateway.auth import current_account_id, require_integration
 from gateway.clients.errors import ApiError, AuthError
 from gateway.csrf import verify_csrf
 from gateway.exact_auth import complete_connection, forget_connection
 from gateway.exact_oauth import StateError, authorize_url, check_state, new_state
-from gateway.i18n import N_, Message
+from gateway.i18n import N_, NP_, Message
 from gateway.jobs.reconnect import EXACT, resume_after_reconnect
 from gateway.pages import Confirmation, confirm_page, flash
 from gateway.settings import EXACT_COUNTRIES
@@ -38,7 +39,8 @@ COUNTRY_NAMES = {
 
 
 def _page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
 def _connect_page(
@@ -134,7 +136,14 @@ async def callback(request: Request) -> Response:
     flash(request, N_("Exact Online is connected. Choose the administration the orders are booked in."))
     queued = await resume_after_reconnect(app.engine, app.arq, integration_id=integration.id, side=EXACT)
     if queued:
-        flash(request, N_("%(count)s orders that stopped for the lost connection are queued again.", count=queued))
+        flash(
+            request,
+            NP_(
+                "%(n)s order that stopped for the lost connection is queued again.",
+                "%(n)s orders that stopped for the lost connection are queued again.",
+                queued,
+            ),
+        )
     return RedirectResponse(f"/integrations/{integration.id}/setup", status_code=303)
 
 

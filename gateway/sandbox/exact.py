@@ -183,7 +183,7 @@ class ExactSandbox:
 
     def state_json(self) -> dict[str, Any]:
         """What was booked and created, per division, with lines in full (the admin view)."""
-        divisions = {}
+        divisions: dict[str, dict[str, Any]] = {}
         for code, state in self.divisions.items():
             divisions[str(code)] = {name: [_plain(r) for r in state.rows[name]] for name in BOOKED}
             divisions[str(code)]["Accounts"] = [_plain(r) for r in state.rows["Accounts"]]

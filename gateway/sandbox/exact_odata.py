@@ -132,7 +132,8 @@ class _Parser:
             inner = self.operand()
             if self.take() != ("rp", ")"):
                 raise ODataError("Bad Request - Error in query syntax.")
-            fn = {"trim": str.strip, "tolower": str.lower, "toupper": str.upper}[value]
+            functions: dict[str, Callable[[str], str]] = {"trim": str.strip, "tolower": str.lower, "toupper": str.upper}
+            fn = functions[value]
             return lambda row: None if inner(row) is None else fn(str(inner(row)))
         return self._literal_or_field(kind, value)
 
@@ -222,7 +223,7 @@ def query_rows(
         predicate, _ = compile_filter(filter_text, fields)
         filtered = [r for r in filtered if predicate(r)]
     filtered = _order(filtered, params.get("$orderby"), fields)
-    offset = _int_param(params, "$skiptoken", 0)
+    offset = _int_param(params, "$skiptoken", 0) or 0  # never None: the default is 0
     top = _int_param(params, "$top", None)
     end = len(filtered) if top is None else min(len(filtered), top)
     page_end = min(end, offset + page_size)

@@ -101,7 +101,9 @@ def _number(value: Any, name: str, problems: _Problems) -> Decimal | None:
         return None
 
 
-def _reference(state: DivisionState, entity: str, key: str, value: Any, name: str, problems: _Problems) -> Any:
+def _reference(
+    state: DivisionState, entity: str, key: str, value: Any, name: str, problems: _Problems
+) -> dict[str, Any] | None:
     if value in (None, ""):
         return None
     found = state.find(entity, key, value)

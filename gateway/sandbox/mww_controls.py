@@ -154,10 +154,10 @@ async def sandbox_faults(request: Request) -> Response:
     mode = str(data.get("mode") or "off")
     if mode not in (*FAULT_MODES, "off"):
         return Problem(422, "Unprocessable Entity", f"mode must be one of {', '.join(FAULT_MODES)} or off").response()
-    count = data.get("count")
+    count = str(data.get("count") or "")
     state.faults = Faults(
         mode=None if mode == "off" else mode,
-        remaining=int(count) if str(count or "").isdigit() and int(count) > 0 else None,
+        remaining=int(count) if count.isdigit() and int(count) > 0 else None,
         seconds=float(data.get("seconds") or 3.0),
     )
     if not wants_json:

@@ -187,7 +187,8 @@ async def oldest_pending_since(conn: AsyncConnection) -> datetime | None:
     """When the longest-waiting order still to be booked was queued (None when nothing waits)."""
     c = tables.order_sync.c
     query = select(func.min(func.coalesce(c.enqueued_at, c.created_at))).where(c.state.in_(PENDING_STATES))
-    return (await conn.execute(query)).scalar_one()
+    oldest: datetime | None = (await conn.execute(query)).scalar_one()
+    return oldest
 
 
 @dataclass(frozen=True)
