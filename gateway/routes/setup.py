@@ -20,7 +20,7 @@ from gateway.clients.errors import ApiError
 from gateway.clock import local_now
 from gateway.csrf import verify_csrf
 from gateway.forms import Errors, Form
-from gateway.i18n import N_
+from gateway.i18n import N_, NP_
 from gateway.jobs.reconnect import SHOP, resume_after_reconnect
 from gateway.pages import flash, optional_url, redirect, render
 from gateway.routes.dashboard import load_integration
@@ -121,7 +121,14 @@ async def setup_shop(request: Request) -> Response:
         flash(request, N_("Connected to your shop %(name)s.", name=check.name))
         queued = await resume_after_reconnect(state.engine, state.arq, integration_id=integration.id, side=SHOP)
         if queued:
-            flash(request, N_("%(count)s orders that stopped for the lost connection are queued again.", count=queued))
+            flash(
+                request,
+                NP_(
+                    "%(n)s order that stopped for the lost connection is queued again.",
+                    "%(n)s orders that stopped for the lost connection are queued again.",
+                    queued,
+                ),
+            )
         return after_save(request, integration, "shop", data.get("back"))
     return render(request, "setup/shop.html", context)
 
