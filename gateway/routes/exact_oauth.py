@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.templating import Jinja2Templates
 
 from gateway.auth import current_account_id, require_integration
 from gateway.clients.errors import ApiError, AuthError
@@ -38,7 +39,8 @@ COUNTRY_NAMES = {
 
 
 def _page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status_code)
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
 def _connect_page(
