@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.booking_amounts import AmountMismatch, cents, incl_sum, money, reconcile_vat, share_cents
+from gateway.booking_settings import IntegrationSettings, VatMapping
 from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwOrderLine
-from gateway.store.integrations import IntegrationSettings, VatMapping
 from gateway.vat import REVERSE_CHARGED, ZERO_PERCENT, domestic_category, is_oss, rate_text, vat_category
 
 SALES_ENTRY = "sales_entry"

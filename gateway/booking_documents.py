@@ -29,7 +29,7 @@ from gateway.booking import (
     kind_gl,
 )
 from gateway.booking_amounts import cents, money, unit_prices
-from gateway.store.integrations import IntegrationSettings
+from gateway.booking_settings import IntegrationSettings
 from gateway.vat import describe_category, is_oss
 
 

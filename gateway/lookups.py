@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.booking import DIRECT_SALES_INVOICE, SETTINGS, BookingError, BookingPlan, gl_codes_needed
+from gateway.booking_settings import IntegrationSettings
 from gateway.clients.errors import AuthError, PermanentApiError
 from gateway.clients.exact import (
     ExactClient,
@@ -43,7 +44,6 @@ from gateway.clients.exact_responses import VENDOR as EXACT
 from gateway.clients.redis_gate import redis_gate
 from gateway.store import exact_links, status_cache
 from gateway.store.exact_links import LinkKey
-from gateway.store.integrations import IntegrationSettings
 
 LOOKUP_TTL = dt.timedelta(minutes=15)
 DIVISIONS = "divisions"

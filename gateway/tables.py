@@ -111,7 +111,7 @@ integration = Table(
     Column("exact_user_name", String(200)),
     Column("exact_connection", String(20), nullable=False, server_default="disconnected"),
     Column("exact_connection_error", Text),
-    # Configuration of every booking step, validated by store.integrations.IntegrationSettings.
+    # Configuration of every booking step, validated by booking_settings.IntegrationSettings.
     Column("settings", JSON, nullable=False, default=dict),
     _ts("trial_ends_at"),
     _ts("activated_at"),

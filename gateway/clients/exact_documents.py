@@ -33,12 +33,12 @@ from gateway.booking import (
     items_needed,
 )
 from gateway.booking_documents import Document, ExactRefs, is_gateway_mark
+from gateway.booking_settings import IntegrationSettings
 from gateway.clients.errors import PermanentApiError
 from gateway.clients.exact import ExactAccount, ExactClient, ExactItem
 from gateway.clients.exact_items import CreationBudget, ItemFinder
 from gateway.clients.exact_models import ACCOUNT_FIELDS
 from gateway.clients.exact_odata import odata_quote
-from gateway.store.integrations import IntegrationSettings
 
 PROCESSED = 50  # SalesInvoices.Status: 10 draft, 20 open, 50 processed (booked; numbered; maybe sent)
 _GUID_LENGTH = 36
