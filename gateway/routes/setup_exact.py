@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -72,7 +72,7 @@ async def exact_client(request: Request, integration: Integration) -> ExactClien
 async def read_lists(request: Request, integration: Integration, *names: str) -> dict[str, list[Any]]:
     """The named look-up lists from Exact (cached); `?refresh=1` reads them again. Raises LookupFailed."""
     refresh = request.query_params.get("refresh") == "1"
-    readers = {
+    readers: dict[str, Callable[..., Awaitable[list[Any]]]] = {
         "divisions": lookups.divisions,
         "vat_codes": lookups.vat_codes,
         "gl_accounts": lookups.revenue_gl_accounts,
@@ -185,7 +185,7 @@ async def _page(request: Request, key: str, template: str, lists: tuple[str, ...
     except LookupFailed as e:
         context["load_error"] = e.message
         return render(request, template, context, status_code=502 if data is not None else 200)
-    response = await handle(integration, context, data)
+    response: Response | None = await handle(integration, context, data)
     if response is not None:
         return response
     return render(request, template, context, status_code=400 if context["errors"] else 200)
