@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -16,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from gateway import __version__
 from gateway.auth import LoginRequired
+from gateway.clients.http import http_client
 from gateway.crypto import Cipher
 from gateway.csrf import csrf_context
 from gateway.db import create_engine
@@ -39,18 +38,6 @@ from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
-USER_AGENT = f"mww-exact-gateway/{__version__}"
-
-
-def http_client(*, base_url: str = "", timeout: float = 30.0) -> httpx.AsyncClient:
-    """The one way to build an outbound client: explicit timeouts, connect retries only, our User-Agent."""
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=httpx.Timeout(timeout, connect=5.0),
-        transport=httpx.AsyncHTTPTransport(retries=1),
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,
-    )
 
 
 def create_templates() -> Jinja2Templates:

@@ -18,6 +18,7 @@ from gateway.books_check.period import Month
 from gateway.books_check.run import Outcome, build_services, run_books_check
 from gateway.cli import EXIT_FAILURE, EXIT_OK
 from gateway.clients.errors import ApiError
+from gateway.clients.http import http_client
 from gateway.crypto import Cipher
 from gateway.operator_console import add_command, emit, say
 from gateway.queue import create_arq_pool
@@ -29,8 +30,6 @@ FINDING_COLUMNS = ("kind", "order_number", "document_number", "shop_total", "exa
 
 async def books_check(settings: Settings, engine: AsyncEngine, args: argparse.Namespace) -> int:
     """Check one month of an integration's books: every shop order against Exact; exit 1 when they differ."""
-    from gateway.app import http_client
-
     async with engine.connect() as conn:
         integration = await get_integration(conn, integration_id=args.integration)
     if integration is None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from gateway.clients.errors import ApiError, AuthError, NotFoundError
+from gateway.clients.http import http_client
 from gateway.clients.mijnwebwinkel import MijnwebwinkelClient, mww_client_for
 from gateway.clock import utcnow
 from gateway.crypto import Cipher
@@ -145,8 +146,6 @@ async def syncs_ignore(settings: Settings, engine: AsyncEngine, args: argparse.N
 
 async def syncs_rerun(settings: Settings, engine: AsyncEngine, args: argparse.Namespace) -> int:
     """Re-read a range of order numbers from the shop and feed them to the notice pipeline (source "operator")."""
-    from gateway.app import http_client
-
     if not 0 <= args.to_number - args.from_number < MAX_RERUN_RANGE:
         say(f"--to must be >= --from and the range at most {MAX_RERUN_RANGE} orders")
         return EXIT_USAGE

@@ -20,6 +20,7 @@ from arq.cron import CronJob
 from arq.worker import Function, Worker
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.clients.http import http_client
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.logs import bind, log_context
@@ -77,8 +78,6 @@ async def startup(ctx: dict[str, Any]) -> None:
     if "cipher" not in ctx:
         ctx["cipher"] = Cipher(settings.encryption_keys)
     if "http" not in ctx:
-        from gateway.app import http_client
-
         ctx["http"] = http_client()
     logger.info("worker started")
 
