@@ -102,18 +102,21 @@ async def _stop_together(servers: list[uvicorn.Server]) -> None:
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password"  # noqa: S105 - the published demo login, dev mode only
+NO_LOCALE = ""  # not one of i18n.LOCALES: the login leaves the session's language as it is
 
 
 async def _ensure_demo_login(settings: Settings) -> bool:
     """Create the demo account once; an existing one keeps whatever password its owner set."""
     from gateway.db import create_engine
     from gateway.passwords import hash_password
-    from gateway.store.accounts import ensure_account
+    from gateway.store.accounts import ensure_account, set_locale
 
     engine = create_engine(settings.database_url)
     try:
         async with engine.begin() as conn:
-            _, created = await ensure_account(conn, email=DEMO_EMAIL, password_hash=hash_password(DEMO_PASSWORD))
+            account, created = await ensure_account(conn, email=DEMO_EMAIL, password_hash=hash_password(DEMO_PASSWORD))
+            if created:  # no language of its own: logging in keeps the page's, until the visitor picks one
+                await set_locale(conn, account_id=account.id, locale=NO_LOCALE)
     finally:
         await engine.dispose()
     return created

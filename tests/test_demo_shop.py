@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.demo import _OneLinePerEvent
+from gateway.demo import DEMO_PASSWORD, _ensure_demo_login, _OneLinePerEvent
 from gateway.demo_shop import seed_demo_shop
 from gateway.settings import Settings
 from gateway.store import exports
@@ -79,3 +79,14 @@ def test_three_servers_in_one_process_log_each_process_event_once() -> None:
     running = [once.filter(record(f"Uvicorn running on http://127.0.0.1:{port}")) for port in (8000, 8001, 8002)]
     assert started == [True, False, False]
     assert running == [True, True, True]
+
+
+async def test_the_demo_login_keeps_the_language_of_the_page_it_logs_in_from(
+    client: TestClient, settings: Settings, engine: AsyncEngine
+) -> None:
+    assert await _ensure_demo_login(settings)
+    for language, words in (("en", "Log out"), ("nl", "Uitloggen")):
+        client.cookies.clear()
+        client.headers["Accept-Language"] = language
+        log_in(client, DEMO, DEMO_PASSWORD)
+        assert words in client.get("/integrations").text
