@@ -116,7 +116,8 @@ async def test_a_customer_whose_creation_lock_stays_taken_is_retried_later_witho
     monkeypatch.setattr(sync_order, "LINK_LOCK_WAIT", 0.2)
     integration = await connected_integration(engine, fast_settings)
     sync_id = await queued_order(engine, shop_orders, integration, "domestic")
-    name = link_lock_name(integration.id, "account", "jan@example.nl")
+    name = link_lock_name(integration.id, "account", "jan@example.nl", secret=booking_services.lock_secret)
+    assert booking_services.lock_secret == str(fast_settings.secret_key)
     assert name.startswith(f"exact:create:{integration.id}:account:")
     assert "example" not in name  # the e-mail address only as a hash
     held = redis.lock(name, timeout=30, thread_local=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ from gateway.cli import EXIT_FAILURE, EXIT_OK, uvicorn_options
 from gateway.clock import utcnow
 from gateway.db import create_engine
 from gateway.jobs.outbox import purge_old_mail
+from gateway.jobs.sync_order import link_lock_name
 from gateway.jobs.worker import cron_jobs
 from gateway.local_redis import free_port
 from gateway.mail import REDACTED, send_mail
@@ -384,3 +386,10 @@ def test_a_repeated_unknown_webhook_key_costs_one_query(client: TestClient) -> N
         event.remove(engine, "before_cursor_execute", count)
     assert answers == [404] * 20
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_lock_names_hold_a_keyed_hash_of_the_address() -> None:
+    name = link_lock_name(7, "account", "jan@example.nl", secret="one-secret")
+    assert hashlib.sha256(b"jan@example.nl").hexdigest()[:32] not in name  # not recomputable from a list
+    assert name != link_lock_name(7, "account", "jan@example.nl", secret="another-secret")
+    assert name == link_lock_name(7, "account", "jan@example.nl", secret="one-secret")

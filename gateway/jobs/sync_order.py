@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import socket
@@ -108,6 +109,7 @@ class BookingServices:
     redis: Redis
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     clock: Clock | None = None  # times the item step (None: the rate governor's clock)
+    lock_secret: str = ""  # keys the hash of e-mail addresses in lock names (SECRET_KEY; docs/security.md)
 
 
 async def sync_order(ctx: dict[str, Any], order_sync_id: int) -> str:
@@ -135,7 +137,13 @@ def services_from_context(ctx: dict[str, Any]) -> BookingServices:
                 conn, settings=settings, cipher=cipher, http=http, integration_id=integration.id, redis=redis
             )
 
-    return BookingServices(engine=engine, open_exact=open_exact, open_shop=open_shop, redis=redis)
+    return BookingServices(
+        engine=engine,
+        open_exact=open_exact,
+        open_shop=open_shop,
+        redis=redis,
+        lock_secret=str(settings.secret_key),
+    )
 
 
 async def book_order(
@@ -234,7 +242,7 @@ async def _book(services: BookingServices, attempt: BookingAttempt) -> str:
         settings=settings,
         known=known,
     )
-    gate = _LinkLocks(services.engine, services.redis, integration.id)
+    gate = _LinkLocks(services.engine, services.redis, integration.id, services.lock_secret)
     resolution = await resolve_refs(exact, plan, settings, known, gate, creation_budget(exact, services.clock))
     attempt.used_links, attempt.learned = resolution.used, resolution.learned
     document = build_document(plan, settings, resolution.refs, mark=mark)
@@ -283,9 +291,10 @@ async def _journal_currency(
     return booking.JournalCurrency(code, journal.currency, journal.allows_other_currencies)
 
 
-def link_lock_name(integration_id: int, kind: str, key: str) -> str:
-    """The Redis key of the lock for one link; the key (an e-mail address, a SKU) appears only as a hash."""
-    digest = hashlib.sha256(key[: exact_links.KEY_MAX].encode()).hexdigest()[:32]
+def link_lock_name(integration_id: int, kind: str, key: str, *, secret: str) -> str:
+    """The Redis key of the lock for one link; the key (an e-mail address, a SKU) appears only as an HMAC keyed
+    with `secret`, so nobody holding the keyspace can test it against a list of addresses."""
+    digest = hmac.new(secret.encode(), key[: exact_links.KEY_MAX].encode(), hashlib.sha256).hexdigest()[:32]
     return f"exact:create:{integration_id}:{kind}:{digest}"
 
 
@@ -297,13 +306,14 @@ class _LinkLocks:
     engine: AsyncEngine
     redis: Redis
     integration_id: int
+    secret: str
 
     @contextlib.asynccontextmanager
     async def hold(self, key: LinkKey) -> AsyncIterator[None]:
         kind = key[0]
         async with redis_gate(
             self.redis,
-            link_lock_name(self.integration_id, *key),
+            link_lock_name(self.integration_id, *key, secret=self.secret),
             lease=LINK_LOCK_SECONDS,
             wait=LINK_LOCK_WAIT,
             what=f"the {kind} creation lock",
