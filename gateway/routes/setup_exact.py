@@ -243,6 +243,7 @@ async def setup_vat(request: Request) -> Response:
         )
         context.update(categories=categories, category_problem=problem, mode=mode, values=initial, not_used=NOT_USED)
         context["warnings"] = setup_forms.vat_rate_warnings(initial, categories, context["vat_codes"])
+        context["no_code"] = {c for c in categories if not setup_forms.suggest_vat_code(c, context["vat_codes"])}
         if data is None:
             return None
         if data.get("action") == "show" or mode != str(data.get("shown_mode") or mode):
