@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.auth import LoginRequired
 from gateway.clients.http import http_client
@@ -55,8 +56,6 @@ def proxy_middleware(settings: Settings) -> list[Middleware]:
     none named (the default) the connecting address is the client (uvicorn's own handling is off: cli.py)."""
     if not settings.forwarded_allow_ips:
         return []
-    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
     return [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.forwarded_allow_ips))]
 
 

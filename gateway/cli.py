@@ -12,8 +12,15 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway import __version__
+import uvicorn
+
+from gateway import __version__, migrations
+from gateway.app import create_app
+from gateway.checks import run_checks
+from gateway.demo import run_demo
+from gateway.jobs.worker import run_workers
 from gateway.logs import configure_logging
+from gateway.sandbox_runner import SandboxPorts
 from gateway.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("gateway.cli")
@@ -41,10 +48,6 @@ def uvicorn_options(settings: Settings, *, host: str | None = None, port: int | 
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from gateway.app import create_app
-
     if args.migrate:
         cmd_migrate(settings, args)
     uvicorn.run(create_app(settings), **uvicorn_options(settings, host=args.host, port=args.port))
@@ -52,15 +55,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.jobs.worker import run_workers
-
     asyncio.run(run_workers(settings, burst=args.burst))
     return EXIT_OK
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway import migrations
-
     revision = getattr(args, "revision", "head") or "head"
     if getattr(args, "down", False):
         migrations.downgrade(settings.database_url, revision)
@@ -71,8 +70,6 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.checks import run_checks
-
     problems = asyncio.run(run_checks(settings))
     for name, problem in problems.items():
         print(f"{name}: {problem}", file=sys.stderr)  # noqa: T201 - CLI output
@@ -83,9 +80,6 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
-    from gateway.sandbox_runner import SandboxPorts
-
     return run_demo(
         settings, port=args.port or settings.port, ports=SandboxPorts(mww=args.mww_port, exact=args.exact_port)
     )
@@ -124,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--exact-port", type=int, default=8002, help="sandbox Exact Online port (default 8002)")
     demo.set_defaults(handler=cmd_demo)
 
+    # Imported here to break a cycle: gateway.operator_cli -> gateway.operator_* -> gateway.cli (the EXIT_* codes).
     from gateway.operator_cli import add_operator_commands
 
     add_operator_commands(sub)

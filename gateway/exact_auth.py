@@ -27,11 +27,18 @@ from gateway.clients.exact import ExactClient, ExactDivision, ExactMe
 from gateway.clients.exact_responses import VENDOR
 from gateway.clock import utcnow
 from gateway.crypto import Cipher
-from gateway.exact_oauth import REFRESH_TOKEN_IDLE_DAYS, ExactTokens, host_for, refresh_tokens
+from gateway.exact_oauth import REFRESH_TOKEN_IDLE_DAYS, ExactTokens, exchange_code, host_for, refresh_tokens
+from gateway.lookups import DIVISIONS, invalidate_lookups, store_lookup
 from gateway.ratelimit import RateGovernor
 from gateway.settings import Settings
-from gateway.store.credentials import EXACT_OAUTH, Credential, get_credential, save_credential
-from gateway.store.integrations import Integration, get_integration, get_integration_or_raise, update_integration
+from gateway.store.credentials import EXACT_OAUTH, Credential, delete_credential, get_credential, save_credential
+from gateway.store.integrations import (
+    Integration,
+    get_integration,
+    get_integration_or_raise,
+    list_integrations,
+    update_integration,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -266,8 +273,6 @@ async def refresh_idle_tokens(
     older_than: dt.timedelta = dt.timedelta(days=20),
 ) -> int:
     """Keep-alive: renew pairs not renewed for `older_than`, before Exact's 30-day idle expiry. Returns how many."""
-    from gateway.store.integrations import list_integrations
-
     async with engine.connect() as conn:
         candidates = [i for i in await list_integrations(conn) if i.exact_connection == "connected"]
     renewed = 0
@@ -303,8 +308,6 @@ async def complete_connection(
     """The callback's work: exchange the code, store the pair encrypted (before any use), read the user and the
     administrations, and mark the integration connected. Raises the error tree; the integration is left
     "disconnected" with a reason when the administrations cannot be read."""
-    from gateway.exact_oauth import exchange_code
-
     tokens = await exchange_code(http, settings, country=country, code=code)
     async with engine.begin() as conn:
         await store_tokens(conn, integration_id=integration.id, tokens=tokens, cipher=cipher)
@@ -338,8 +341,6 @@ async def _mark_connected(
     engine: AsyncEngine, integration: Integration, *, country: str, me: ExactMe, divisions: list[ExactDivision]
 ) -> Integration:
     """Keep the administration chosen before if the user still sees it, else take Exact's current one."""
-    from gateway.lookups import DIVISIONS, invalidate_lookups, store_lookup
-
     codes = {d.code: d for d in divisions}
     kept = integration.exact_division if integration.exact_country == country else None
     division = codes.get(kept if kept in codes else me.current_division)
@@ -362,9 +363,6 @@ async def _mark_connected(
 
 async def forget_connection(conn: AsyncConnection, *, integration_id: int) -> None:
     """Disconnect: drop the stored tokens and cached look-ups; the integration keeps its country for a reconnect."""
-    from gateway.lookups import invalidate_lookups
-    from gateway.store.credentials import delete_credential
-
     await delete_credential(conn, integration_id=integration_id, kind=EXACT_OAUTH)
     await invalidate_lookups(conn, integration_id=integration_id)
     await update_integration(

@@ -25,6 +25,7 @@ from gateway.clients.exact_documents import ExactDocument
 from gateway.clients.exact_responses import VENDOR as EXACT
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.clock import utcnow
+from gateway.exact_auth import mark_reconnect_needed
 from gateway.store import attempts, exact_links, orders
 from gateway.store.integrations import Integration, VatMapping, note_vat_category_seen
 from gateway.store.orders import OrderSync
@@ -159,8 +160,6 @@ async def auth_lost(engine: AsyncEngine, attempt: BookingAttempt, error: AuthErr
     """Consent lost: the connection is marked so no job retries against it; the orders resume after reconnecting."""
     if error.vendor == EXACT:
         if attempt.integration.exact_connection == "connected":
-            from gateway.exact_auth import mark_reconnect_needed
-
             await mark_reconnect_needed(engine, integration_id=attempt.integration.id, reason=str(error))
         message = f"Exact Online must be connected again ({error}); the order is booked once you reconnect"
         return await give_up(engine, attempt, EXACT_AUTH, message)

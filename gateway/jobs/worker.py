@@ -16,15 +16,25 @@ from typing import Any, TypedDict
 import httpx
 import redis.exceptions
 from arq.connections import ArqRedis
-from arq.cron import CronJob
-from arq.worker import Function, Worker
+from arq.cron import CronJob, cron
+from arq.worker import Function, Worker, func
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.clients.http import http_client
 from gateway.crypto import Cipher
 from gateway.db import create_engine
+from gateway.exact_auth import refresh_idle_exact_tokens
+from gateway.jobs.books_check import MAX_TRIES as BOOKS_CHECK_TRIES, books_check, schedule_books_checks
+from gateway.jobs.initial_export import RUN_INITIAL_EXPORT, run_initial_export
+from gateway.jobs.invoice_numbers import backfill_invoice_numbers
+from gateway.jobs.outbox import purge_outbox
+from gateway.jobs.poll import POLL_JOB_TIMEOUT, POLL_SHOP, SCHEDULE_EVERY, poll_shop, poll_shops
+from gateway.jobs.reconcile import reconcile_orders
+from gateway.jobs.retention import prune_history
+from gateway.jobs.sync_order import JOB_MAX_TRIES, sync_order
 from gateway.logs import bind, log_context
 from gateway.metrics import JOB_DURATION, REDIS_RECONNECTS, job_name, serve_worker_metrics
+from gateway.notifications import notify_owners
 from gateway.queue import (
     BOOKS_CHECK,
     QUEUE_DEFAULT,
@@ -109,13 +119,6 @@ async def on_job_end(ctx: dict[str, Any]) -> None:
 
 def functions() -> list[Function | Any]:
     """Every job function the worker runs. Listed explicitly; nothing registers itself on import."""
-    from arq.worker import func
-
-    from gateway.jobs.books_check import MAX_TRIES as BOOKS_CHECK_TRIES, books_check
-    from gateway.jobs.initial_export import RUN_INITIAL_EXPORT, run_initial_export
-    from gateway.jobs.poll import POLL_JOB_TIMEOUT, POLL_SHOP, poll_shop
-    from gateway.jobs.sync_order import JOB_MAX_TRIES, sync_order
-
     return [
         func(sync_order, name=SYNC_ORDER, max_tries=JOB_MAX_TRIES),
         func(run_initial_export, name=RUN_INITIAL_EXPORT, max_tries=10),
@@ -127,17 +130,6 @@ def functions() -> list[Function | Any]:
 
 
 def cron_jobs(settings: Settings) -> list[CronJob]:
-    from arq.cron import cron
-
-    from gateway.exact_auth import refresh_idle_exact_tokens
-    from gateway.jobs.books_check import schedule_books_checks
-    from gateway.jobs.invoice_numbers import backfill_invoice_numbers
-    from gateway.jobs.outbox import purge_outbox
-    from gateway.jobs.poll import SCHEDULE_EVERY, poll_shops
-    from gateway.jobs.reconcile import reconcile_orders
-    from gateway.jobs.retention import prune_history
-    from gateway.notifications import notify_owners
-
     return [
         # Claims the shops whose next_poll_at (service level, back-off) passed; poll_shop jobs do the polling.
         cron(poll_shops, name="poll_shops", second=set(range(0, 60, SCHEDULE_EVERY)), timeout=60, run_at_startup=True),

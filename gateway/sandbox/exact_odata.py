@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.responses import JSONResponse
 
@@ -270,7 +271,5 @@ def jsonable(value: Any) -> Any:
 
 
 def next_link(base: str, params: Mapping[str, str], offset: int) -> str:
-    from urllib.parse import urlencode
-
     kept = {k: v for k, v in params.items() if k != "$skiptoken"}
     return f"{base}?{urlencode({**kept, '$skiptoken': str(offset)})}"
