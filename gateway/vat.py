@@ -102,13 +102,18 @@ def order_categories(order: MwwOrder, *, home_country: str, eu_consumer_vat: str
     return list(seen)
 
 
-def categories_from_regions(regions: Iterable[MwwTaxRegion], *, home_country: str, eu_consumer_vat: str) -> list[str]:
+def categories_from_regions(
+    regions: Iterable[MwwTaxRegion], *, home_country: str, eu_consumer_vat: str, business_models: str = "ALL"
+) -> list[str]:
     """The categories a shop can produce, from its `tax-policy/regions`, so the settings page forgets none.
 
-    Always lists the domestic 0 % rate, EU B2B and export, which any EU shop can meet without a region for them.
+    Always lists the domestic 0 % rate and export, which any EU shop can meet without a region for them, and EU B2B
+    unless the shop sells to consumers only (Store.available_business_models B2C).
     """
     home = (home_country or DEFAULT_HOME_COUNTRY).upper()
-    found = {domestic_category(home, Decimal(0)), EU_B2B, EXPORT}
+    found = {domestic_category(home, Decimal(0)), EXPORT}
+    if business_models.upper() != "B2C":
+        found.add(EU_B2B)
     for region in regions:
         rates = [r for r in (region.tax_rate, *region.override_rates) if r is not None]
         if not region.tax_enabled:

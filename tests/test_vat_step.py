@@ -13,10 +13,11 @@ from starlette.testclient import TestClient
 from gateway.booking import VAT_NOT_USED, BookingError, plan_booking
 from gateway.booking_reasons import failure_message
 from gateway.clients.exact import ExactGLAccount, ExactVatCode
-from gateway.clients.mijnwebwinkel_models import MwwOrder
+from gateway.clients.mijnwebwinkel_models import MwwOrder, MwwStore, MwwTaxRegion
 from gateway.i18n import translate
 from gateway.setup_forms import suggest_gl_account, suggest_vat_code
 from gateway.store.integrations import NOT_USED, IntegrationSettings, VatMapping
+from gateway.vat import categories_from_regions
 from tests.support.environment import load_payload
 from tests.support.pages import connect_exact, connect_shop, sign_up, submit
 
@@ -125,3 +126,14 @@ def test_the_step_lists_only_the_shops_categories_pre_filled_and_switching_re_re
     answers["vat_NL-0"] = NOT_USED  # the one change the owner makes: the shop never sells at 0 % at home
     saved = submit(wizard, f"{base}/vat", answers)
     assert saved.status_code == 303, saved.text
+
+
+def test_a_consumer_only_shop_gets_no_eu_business_category() -> None:
+    regions = [MwwTaxRegion.from_api({"regionCode": "NL", "taxEnabled": True, "taxRate": 0.21})]
+    consumers = categories_from_regions(regions, home_country="NL", eu_consumer_vat="oss", business_models="B2C")
+    everyone = categories_from_regions(regions, home_country="NL", eu_consumer_vat="oss", business_models="ALL")
+    assert "EU-B2B" not in consumers
+    assert "EU-B2B" in everyone
+    store = MwwStore.from_api({"name": "De Theepot", "available_business_models": "b2c"})
+    assert store.business_models == "B2C"
+    assert MwwStore.from_api({"name": "De Theepot"}).business_models == "ALL"

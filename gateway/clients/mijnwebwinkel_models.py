@@ -347,6 +347,7 @@ class MwwStore:
     currency: str
     prices_include_tax: bool
     version: str
+    business_models: str = "ALL"  # available_business_models: B2C, B2B or ALL (which customers the shop sells to)
 
     @classmethod
     def from_api(cls, data: Any) -> MwwStore:
@@ -359,6 +360,7 @@ class MwwStore:
             currency=_text(data.get("currency")) or "EUR",
             prices_include_tax=bool(data.get("prices_include_tax", True)),
             version=_text(data.get("version")),
+            business_models=_text(data.get("available_business_models")).upper() or "ALL",
         )
 
 

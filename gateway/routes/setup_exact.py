@@ -114,11 +114,12 @@ async def vat_categories(
                 conn, settings=state.settings, cipher=state.cipher, http=state.http, integration_id=integration.id
             )
         regions = await client.list_tax_regions()
+        business_models = (await client.get_store()).business_models
     except ApiError as e:
         logger.warning("tax regions of integration %s unavailable: %s", integration.id, e)
-        regions = []
+        regions, business_models = [], "ALL"
         problem = N_("The shop's VAT rates could not be read just now; only the usual categories are listed.")
-    found = categories_from_regions(regions, home_country=home, eu_consumer_vat=mode)
+    found = categories_from_regions(regions, home_country=home, eu_consumer_vat=mode, business_models=business_models)
     extra = [c for c, m in saved.items() if (m.seen_in_orders or m.vat_code) and (mode == "oss" or not is_oss(c))]
     return list(dict.fromkeys([*found, *sorted(c for c in extra if c not in found)])), problem
 
