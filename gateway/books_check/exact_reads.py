@@ -181,7 +181,8 @@ def _document(
     document_type: str, spec: _Documents, header: Mapping[str, Any], lines: Mapping[str, list[Mapping[str, Any]]]
 ) -> ExactBooking:
     doc_id = _text(header.get(spec.id_field))
-    total, vat = ZERO, defaultdict(lambda: ZERO)
+    total = ZERO
+    vat: defaultdict[Decimal, Decimal] = defaultdict(lambda: ZERO)
     for line in lines.get(doc_id.lower(), []):
         line_vat = Decimal(str(line.get(spec.line_vat_field) or 0))
         total += Decimal(str(line.get("AmountFC") or 0)) + line_vat

@@ -164,7 +164,9 @@ async def enqueue_polls(arq: ArqRedis, claims: list[tuple[int, datetime | None]]
         args += [job_key_prefix + job_id, result_key_prefix + job_id, QUEUE_DEFAULT, job_id, run_at]
         args += [arq.expires_extra_ms, payload]
     try:
-        return int(await arq.eval(ENQUEUE_SCRIPT, 0, *args))
+        # redis-py types eval() for its sync and async clients at once (str arguments, result `Awaitable[str] | str`);
+        # the async client encodes bytes and int arguments and always returns an awaitable.
+        return int(await arq.eval(ENQUEUE_SCRIPT, 0, *args))  # type: ignore[arg-type,misc]
     except (TimeoutError, RedisError, OSError) as e:
         logger.warning("could not enqueue %d poll jobs (%s); their claims run out", len(claims), type(e).__name__)
         return 0
@@ -272,8 +274,10 @@ async def _read_page(client: MijnwebwinkelClient, *, since: str, offset: int) ->
         try:
             return await client.list_changed_orders(since=since, offset=offset, limit=PAGE_SIZE)
         except TransientApiError as e:
-            wait = pause if not isinstance(e, RateLimitedError) else max(pause or 0, e.retry_after or 0)
-            if pause is None or wait > MAX_INLINE_RETRY_AFTER:
+            if pause is None:
+                raise
+            wait = pause if not isinstance(e, RateLimitedError) else max(pause, e.retry_after or 0)
+            if wait > MAX_INLINE_RETRY_AFTER:
                 raise
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
     raise AssertionError("unreachable")  # pragma: no cover
@@ -300,11 +304,10 @@ async def _record_page(ctx: dict[str, Any], integration: Integration, changes: l
 async def _record_failure(
     ctx: dict[str, Any], integration: Integration, started: datetime, error: Exception
 ) -> PollResult:
-    refused = isinstance(error, MijnwebwinkelAuthError)
     message = str(error) if isinstance(error, ApiError) else "the stored shop token cannot be decrypted"
     retry_after = error.retry_after if isinstance(error, TransientApiError) else None
     async with ctx["engine"].begin() as conn:
-        if refused:
+        if isinstance(error, MijnwebwinkelAuthError):
             await mark_shop_refused(conn, integration_id=integration.id, error=error)
         await update_integration(
             conn,
