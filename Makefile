@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/gateway demo
 
-# Style, then the layering contracts of docs/architecture.md (import-linter, [tool.importlinter] in pyproject.toml).
+# Style, the layering contracts of docs/architecture.md (import-linter, [tool.importlinter] in pyproject.toml), types.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # mypy --strict on gateway/ ([tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)
