@@ -87,6 +87,7 @@ def configure_logging(*, level: str = "INFO", fmt: str = "console") -> None:
     for existing in list(root.handlers):
         if getattr(existing, "_gateway", False):
             root.removeHandler(existing)
+    # A marker on our own handler, so a second call replaces it and leaves handlers others installed alone.
     handler._gateway = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

@@ -74,6 +74,7 @@ def _encode(record: Any) -> dict[str, Any]:
 
 def _decode(model: type[T], data: dict[str, Any]) -> T:
     values = {}
+    # `model` is one of the clients' frozen dataclasses; a bare TypeVar cannot say "a dataclass" to fields().
     for f in dataclasses.fields(model):  # type: ignore[arg-type]
         value = data.get(f.name)
         values[f.name] = Decimal(value) if f.type == "Decimal" and value is not None else value

@@ -142,12 +142,11 @@ class RateGovernor:
         self._sync = redis.register_script(_SYNC)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: Settings, **options: float) -> RateGovernor:
+    def from_settings(cls, redis: Redis, settings: Settings) -> RateGovernor:
         return cls(
             redis,
             minutely_limit=settings.exact_minutely_limit,
             daily_limit=settings.exact_daily_limit,
-            **options,  # type: ignore[arg-type]
         )
 
     def _keys(self, division: int, now: float) -> tuple[str, str, str]:

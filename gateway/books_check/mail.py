@@ -3,6 +3,8 @@ the number of differences and a link to the month's page. Amounts with Babel; no
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from babel import numbers
 
 from gateway.books_check.exports import rate_text
@@ -15,8 +17,8 @@ def headline_mail(report: Report, *, month: str, shop: str, locale: str, link: s
     h = report.headline
     babel = FORMAT_LOCALES.get(locale, locale)
 
-    def money(value: object) -> str:
-        return numbers.format_currency(value, "EUR", locale=babel)  # type: ignore[arg-type]
+    def money(value: Decimal) -> str:
+        return numbers.format_currency(value, "EUR", locale=babel)
 
     def _(text: str, **params: object) -> str:
         return translate(locale, text, **params)

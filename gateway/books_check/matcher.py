@@ -160,6 +160,8 @@ def _base(kind: Kind, order: ShopOrder, record: GatewayRecord | None, **values: 
         order_sync_id=record.order_sync_id if record else None,
         gateway_state=record.state if record else "",
         shop_status=order.status,
+        # The kind-specific fields (Exact's figures, document numbers, cent differences) as the callers name them;
+        # the dataclass constructor rejects an unknown name.
         **values,  # type: ignore[arg-type]
     )
 

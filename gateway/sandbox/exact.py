@@ -251,7 +251,8 @@ async def _post(sandbox: ExactSandbox, request: Request, division: int, entity: 
 
 
 def _sandbox(request: Request) -> ExactSandbox:
-    return request.app.state.sandbox  # type: ignore[no-any-return]
+    sandbox: ExactSandbox = request.app.state.sandbox
+    return sandbox
 
 
 def _unauthorised() -> Response:

@@ -145,6 +145,7 @@ class _Parser:
             def literal(row: Mapping[str, Any]) -> str:
                 return text
 
+            # The compiled literal carries its text so `atom` can take the fast path for `Field eq 'text'`.
             literal.constant = text  # type: ignore[attr-defined]
             return literal
         if kind == "guid":
