@@ -13,9 +13,16 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from gateway import migrations
+from gateway.app import create_app
+from gateway.db import create_engine
+from gateway.demo_shop import seed_demo_shop
+from gateway.jobs.worker import create_worker
 from gateway.local_redis import PrivateRedis, RedisUnavailable, reachable, start_private_redis
+from gateway.passwords import hash_password
+from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY
 from gateway.sandbox_runner import SandboxPorts, sandbox_servers, sandbox_settings
 from gateway.settings import Settings
+from gateway.store.accounts import ensure_account, set_locale
 
 logger = logging.getLogger("gateway.demo")
 
@@ -50,10 +57,6 @@ class _OneLinePerEvent(logging.Filter):
 
 
 async def _serve(settings: Settings, port: int, ports: SandboxPorts) -> None:
-    from gateway.app import create_app
-    from gateway.jobs.worker import create_worker
-    from gateway.queue import QUEUE_DEFAULT, QUEUE_PRIORITY
-
     logging.getLogger("uvicorn.error").addFilter(_OneLinePerEvent())
     servers = [uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))]
     servers += sandbox_servers(settings, ports)
@@ -82,8 +85,6 @@ async def _serve(settings: Settings, port: int, ports: SandboxPorts) -> None:
 
 async def _seed_when_up(settings: Settings, servers: list[uvicorn.Server]) -> None:
     """Once every server listens, give the demo login its ready shop (gateway/demo_shop.py)."""
-    from gateway.demo_shop import seed_demo_shop
-
     while not all(s.started for s in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.1)
     try:
@@ -107,10 +108,6 @@ NO_LOCALE = ""  # not one of i18n.LOCALES: the login leaves the session's langua
 
 async def _ensure_demo_login(settings: Settings) -> bool:
     """Create the demo account once; an existing one keeps whatever password its owner set."""
-    from gateway.db import create_engine
-    from gateway.passwords import hash_password
-    from gateway.store.accounts import ensure_account, set_locale
-
     engine = create_engine(settings.database_url)
     try:
         async with engine.begin() as conn:

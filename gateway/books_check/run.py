@@ -24,6 +24,8 @@ from gateway.books_check.period import Month
 from gateway.books_check.shop_reads import MonthReader, read_shop_month
 from gateway.clients.errors import ApiError
 from gateway.clients.exact import ExactClient
+from gateway.clients.mijnwebwinkel import mww_client_for
+from gateway.exact_auth import exact_client_for
 from gateway.store import books_checks
 from gateway.store.integrations import Integration, get_integration_or_raise
 
@@ -161,8 +163,6 @@ def build_services(
     *, engine: AsyncEngine, settings: Settings, cipher: Cipher, http: httpx.AsyncClient, redis: Redis
 ) -> BooksCheckServices:
     """The real clients, as the booking job opens them: token custody, the rate governor, the per-shop gate."""
-    from gateway.clients.mijnwebwinkel import mww_client_for
-    from gateway.exact_auth import exact_client_for
 
     async def open_exact(integration: Integration) -> ExactClient:
         return await exact_client_for(

@@ -46,9 +46,11 @@ from gateway.clients.exact_documents import (
 )
 from gateway.clients.exact_items import CreationPaused
 from gateway.clients.exact_responses import VENDOR as EXACT
+from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.clients.redis_gate import redis_gate
 from gateway.clock import Clock
+from gateway.exact_auth import exact_client_for
 from gateway.jobs.booking_outcomes import (
     EXACT_REFUSED,
     INVOICE_PROCESSING,
@@ -121,9 +123,6 @@ async def sync_order(ctx: dict[str, Any], order_sync_id: int) -> str:
 
 def services_from_context(ctx: dict[str, Any]) -> BookingServices:
     """The real clients: the shop token and Exact token custody from the database, the worker's pooled HTTP client."""
-    from gateway.clients.mijnwebwinkel import mww_client_for
-    from gateway.exact_auth import exact_client_for
-
     engine, settings, cipher, http, redis = ctx["engine"], ctx["settings"], ctx["cipher"], ctx["http"], ctx["redis"]
 
     async def open_exact(integration: Integration) -> ExactClient:

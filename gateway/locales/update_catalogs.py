@@ -15,6 +15,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po, write_po
 
 from gateway.i18n import LOCALES
+from gateway.shop_connection import TOKEN_ERROR_MESSAGES
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent
@@ -24,8 +25,6 @@ METHODS = [("**/templates/**.html", "jinja2"), ("**/templates/**.txt", "jinja2")
 
 def external_messages() -> list[str]:
     """Texts other modules store or raise for the pages to show (translated by their exact English wording)."""
-    from gateway.shop_connection import TOKEN_ERROR_MESSAGES
-
     return list(TOKEN_ERROR_MESSAGES.values())
 
 
