@@ -14,7 +14,6 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway import setup_forms
-from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clock import local_now, utcnow
 from gateway.crypto import Cipher
 from gateway.db import create_engine
@@ -24,7 +23,7 @@ from gateway.jobs.initial_export import start_initial_export
 from gateway.queue import create_arq_pool
 from gateway.sandbox.mww_seed import SANDBOX_SHOP_TOKEN
 from gateway.settings import Settings
-from gateway.shop_connection import connect_shop
+from gateway.shop_connection import connect_shop, mww_client_for
 from gateway.store.accounts import get_account_by_email
 from gateway.store.integrations import (
     NOT_USED,

@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from gateway.clients.errors import ApiError, AuthError, NotFoundError
 from gateway.clients.http import http_client
-from gateway.clients.mijnwebwinkel import MijnwebwinkelClient, mww_client_for
+from gateway.clients.mijnwebwinkel import MijnwebwinkelClient
 from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.operator_console import add_command, emit, say
 from gateway.pipeline import accept_notice
 from gateway.queue import create_arq_pool, enqueue_sync
 from gateway.settings import Settings
+from gateway.shop_connection import mww_client_for
 from gateway.store import operator as store
 from gateway.store.integrations import Integration, get_integration, list_integrations
 from gateway.store.orders import ALL_STATES, get_sync_for_job, ignore_sync, request_retry

@@ -18,7 +18,7 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.clients.errors import ApiError, TransientApiError
+from gateway.clients.errors import ApiError, AuthError, TransientApiError
 from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient
 from gateway.clients.mijnwebwinkel_models import MwwOrderStatus, MwwStore
 from gateway.clock import utcnow
@@ -242,3 +242,32 @@ async def order_statuses(
             conn, integration_id=integration_id, statuses=as_json, ttl=ORDER_STATUSES_TTL
         )
     return statuses
+
+
+async def mww_client_for(
+    conn: AsyncConnection,
+    *,
+    settings: Settings,
+    cipher: Cipher,
+    http: httpx.AsyncClient,
+    integration_id: int,
+    redis: Redis | None = None,
+) -> MijnwebwinkelClient:
+    """The client for one integration with its stored (encrypted) shop token.
+
+    Raises AuthError when no shop token is stored. Pass `redis` (the worker's pool) to make the one-request-per-shop
+    gate hold across processes; without it the gate holds within this process.
+    """
+    stored = await credentials.get_credential(
+        conn, integration_id=integration_id, kind=credentials.SHOP_TOKEN, cipher=cipher
+    )
+    if stored is None:
+        raise AuthError("no Mijnwebwinkel shop token is stored for this shop; paste one on the connection page")
+    return MijnwebwinkelClient(
+        http,
+        base_url=settings.mww_base_url,
+        partner_token=str(settings.mww_partner_token),
+        shop_token=stored.secret,
+        shop_key=f"integration-{integration_id}",
+        redis=redis,
+    )

@@ -18,9 +18,10 @@ from gateway.clients.errors import (
     TransientApiError,
     ValidationError,
 )
-from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
+from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient
 from gateway.crypto import Cipher
 from gateway.settings import Settings
+from gateway.shop_connection import mww_client_for
 from gateway.store import credentials
 from tests.support.environment import TEST_PARTNER_TOKEN, load_payload
 from tests.support.factories import create_active_integration

@@ -24,8 +24,8 @@ from gateway.books_check.period import Month
 from gateway.books_check.shop_reads import MonthReader, read_shop_month
 from gateway.clients.errors import ApiError
 from gateway.clients.exact import ExactClient
-from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.exact_auth import exact_client_for
+from gateway.shop_connection import mww_client_for
 from gateway.store import books_checks
 from gateway.store.integrations import Integration, get_integration_or_raise
 

@@ -2,7 +2,8 @@
 
 Both tokens travel as query parameters (`token`, `partner_token`; vendor spec), so no URL with a query string ever
 reaches a log line or an error message: errors name the path only, and `gateway.logs.redact` scrubs the rest.
-No retry loops here (one retry policy, in the caller); no SQL except the credential read in `mww_client_for`.
+No retry loops here (one retry policy, in the caller); no SQL (the stored shop token is read by
+`shop_connection.mww_client_for`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from urllib.parse import quote
 
 import httpx
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.clients.errors import (
     AuthError,
@@ -42,9 +42,6 @@ from gateway.clients.mijnwebwinkel_models import (
     MwwTaxRegion,
 )
 from gateway.clients.redis_gate import redis_gate
-from gateway.crypto import Cipher
-from gateway.settings import Settings
-from gateway.store import credentials
 
 PAGE_LIMIT = 100  # the API's maximum `limit`
 REQUEST_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
@@ -256,32 +253,3 @@ def _auth_reason(status: int, detail: str) -> str:
     if any(word in text for word in ("plan", "subscription", "abonnement", "premium", "package", "not available")):
         return "no_api_access"
     return "invalid_token" if status == 401 else "forbidden"
-
-
-async def mww_client_for(
-    conn: AsyncConnection,
-    *,
-    settings: Settings,
-    cipher: Cipher,
-    http: httpx.AsyncClient,
-    integration_id: int,
-    redis: Redis | None = None,
-) -> MijnwebwinkelClient:
-    """The client for one integration with its stored (encrypted) shop token.
-
-    Raises AuthError when no shop token is stored. Pass `redis` (the worker's pool) to make the one-request-per-shop
-    gate hold across processes; without it the gate holds within this process.
-    """
-    stored = await credentials.get_credential(
-        conn, integration_id=integration_id, kind=credentials.SHOP_TOKEN, cipher=cipher
-    )
-    if stored is None:
-        raise AuthError("no Mijnwebwinkel shop token is stored for this shop; paste one on the connection page")
-    return MijnwebwinkelClient(
-        http,
-        base_url=settings.mww_base_url,
-        partner_token=str(settings.mww_partner_token),
-        shop_token=stored.secret,
-        shop_key=f"integration-{integration_id}",
-        redis=redis,
-    )

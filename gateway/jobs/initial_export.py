@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import pipeline
 from gateway.clients.errors import ApiError, TransientApiError
-from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
+from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient
 from gateway.clock import local_now, utcnow
 from gateway.crypto import DecryptionError
 from gateway.logs import bind
 from gateway.queue import QUEUE_DEFAULT
-from gateway.shop_connection import mark_shop_refused
+from gateway.shop_connection import mark_shop_refused, mww_client_for
 from gateway.store import exports
 from gateway.store.exports import InitialExport
 from gateway.store.integrations import Integration, get_integration

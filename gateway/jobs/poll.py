@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway import metrics, pipeline
 from gateway.clients.errors import ApiError, AuthError, RateLimitedError, TransientApiError
-from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient, mww_client_for
+from gateway.clients.mijnwebwinkel import MijnwebwinkelAuthError, MijnwebwinkelClient
 from gateway.clients.mijnwebwinkel_models import MwwOrderChange
 from gateway.clock import utcnow
 from gateway.crypto import DecryptionError
@@ -35,7 +35,7 @@ from gateway.logs import bind, log_context
 from gateway.pipeline import _ENQUEUE_SCRIPT as ENQUEUE_SCRIPT  # arq's uniqueness rule, many jobs per round trip
 from gateway.queue import QUEUE_DEFAULT, serialize
 from gateway.settings import Settings
-from gateway.shop_connection import mark_shop_refused
+from gateway.shop_connection import mark_shop_refused, mww_client_for
 from gateway.store.integrations import Integration, claim_due_integrations, get_integration, update_integration
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,6 @@ from gateway.clients.exact_documents import (
 )
 from gateway.clients.exact_items import CreationPaused
 from gateway.clients.exact_responses import VENDOR as EXACT
-from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.clients.redis_gate import redis_gate
 from gateway.clock import Clock
@@ -68,6 +67,7 @@ from gateway.jobs.booking_progress import continue_later, creation_budget
 from gateway.logs import bind, log_context
 from gateway.lookups import sales_journals, vat_codes
 from gateway.queue import enqueue_sync
+from gateway.shop_connection import mww_client_for
 from gateway.store import attempts, exact_links, orders
 from gateway.store.attempts import SyncAttempt
 from gateway.store.integrations import Integration, get_integration, get_integration_or_raise, list_vat_mappings

@@ -28,7 +28,6 @@ from gateway.booking import (
 from gateway.clients.errors import ApiError, AuthError, TransientApiError
 from gateway.clients.exact import ExactClient
 from gateway.clients.exact_documents import create_item
-from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.csrf import verify_csrf
 from gateway.exact_auth import exact_client_for
 from gateway.forms import Errors
@@ -37,6 +36,7 @@ from gateway.jobs.sync_order import resume_orders
 from gateway.pages import render
 from gateway.routes.dashboard import load_integration
 from gateway.routes.setup import after_save, save_step, step_context
+from gateway.shop_connection import mww_client_for
 from gateway.store.integrations import (
     EU_VAT_MODES,
     NOT_USED,

@@ -18,7 +18,6 @@ from gateway import wizard
 from gateway.booking import BookingError, BookingPlan, gl_codes_needed, items_needed, plan_booking
 from gateway.booking_reasons import failure_message
 from gateway.clients.errors import ApiError
-from gateway.clients.mijnwebwinkel import mww_client_for
 from gateway.clients.mijnwebwinkel_models import MwwOrder
 from gateway.clock import local_now, utcnow
 from gateway.csrf import verify_csrf
@@ -30,6 +29,7 @@ from gateway.routes.dashboard import load_integration
 from gateway.routes.setup_exact import LookupFailed, exact_client, read_lists
 from gateway.service_levels import service_level, trial_of
 from gateway.setup_forms import vat_category_label
+from gateway.shop_connection import mww_client_for
 from gateway.store.integrations import Integration, list_vat_mappings, update_integration
 
 logger = logging.getLogger(__name__)
