@@ -105,15 +105,21 @@ async def test_a_check_that_meets_an_unreachable_exact_is_retried_later(booked_m
     assert "token" not in stored.error.lower()
 
 
-async def test_a_queued_check_runs_on_the_worker(month: BooksMonth, make_worker: Any) -> None:
-    assert await enqueue_books_check(month.redis, integration_id=month.integration.id, month=str(MONTH), mail=True)
-    assert not await enqueue_books_check(month.redis, integration_id=month.integration.id, month=str(MONTH))
+async def test_a_queued_check_runs_on_the_worker(booked_month: BooksMonth, make_worker: Any) -> None:
+    assert await enqueue_books_check(
+        booked_month.redis, integration_id=booked_month.integration.id, month=str(MONTH), mail=True
+    )
+    assert not await enqueue_books_check(
+        booked_month.redis, integration_id=booked_month.integration.id, month=str(MONTH)
+    )
 
-    worker = make_worker(settings=month.settings, http=month.http, cipher=Cipher(month.settings.encryption_keys))
+    worker = make_worker(
+        settings=booked_month.settings, http=booked_month.http, cipher=Cipher(booked_month.settings.encryption_keys)
+    )
     await worker.run_check()
 
-    async with month.engine.connect() as conn:
-        stored = await books_checks.get_books_check(conn, integration_id=month.integration.id, month=str(MONTH))
+    async with booked_month.engine.connect() as conn:
+        stored = await books_checks.get_books_check(conn, integration_id=booked_month.integration.id, month=str(MONTH))
         mails = await list_mail(conn)
     assert stored is not None
     assert stored.report is not None
