@@ -115,10 +115,10 @@ def work(argv: list[str]) -> int:
 
     worker_module.create_engine = counting_engine  # type: ignore[assignment]
     try:
-        if os.environ.get("BENCH_POLLER_PROFILE"):  # a cProfile of the worker, for finding where its CPU goes
+        if os.environ.get("BENCH_POLLER_PROFILE"):  # a CPU profile of the worker: BENCH_POLLER_PROFILE=path
             import cProfile
 
-            with cProfile.Profile() as profile:
+            with cProfile.Profile(time.process_time) as profile:  # CPU time, not waiting
                 asyncio.run(worker_module.run_workers(settings))
             profile.dump_stats(f"{os.environ['BENCH_POLLER_PROFILE']}.{os.getpid()}")
         else:
