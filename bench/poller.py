@@ -100,9 +100,11 @@ async def seed(engine: AsyncEngine, cipher: Cipher, shops: int) -> None:
     now = utcnow()
     async with engine.begin() as conn:
         account = await conn.execute(
-            tables.account.insert().values(email="poller@bench.test", password_hash="!", created_at=now)  # noqa: S106
+            tables.account.insert()
+            .values(email="poller@bench.test", password_hash="!", created_at=now)  # noqa: S106
+            .returning(tables.account.c.id)
         )
-        account_id = int(account.inserted_primary_key[0])
+        account_id = int(account.scalar_one())
         for start in range(0, shops, 1000):
             numbers = range(start, min(shops, start + 1000))
             rows = [

@@ -91,7 +91,8 @@ def work(argv: list[str]) -> int:
     settings = load_settings()
     configure_logging(level=settings.log_level, fmt="console")
     counts = {"statements": 0, "transactions": 0, "round_trips": 0}
-    real_create_engine = worker_module.create_engine
+    from gateway.db import create_engine as real_create_engine  # what gateway.jobs.worker calls
+
     real_send = AbstractConnection.send_packed_command
 
     async def counting_send(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
@@ -113,7 +114,7 @@ def work(argv: list[str]) -> int:
         event.listen(engine.sync_engine, "begin", transaction)
         return engine
 
-    worker_module.create_engine = counting_engine  # type: ignore[assignment]
+    worker_module.create_engine = counting_engine  # type: ignore[attr-defined]
     try:
         if os.environ.get("BENCH_POLLER_PROFILE"):  # a CPU profile of the worker: BENCH_POLLER_PROFILE=path
             import cProfile
