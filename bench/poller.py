@@ -6,7 +6,8 @@ PostgreSQL (or SQLite), a private Redis, and `gateway worker` processes (run_wor
 counting its database statements. Three phases, one run:
 
 1. capacity with 1 worker, then with 2: every shop is due again a second after its poll (POLL_INTERVAL_SECONDS=1),
-   so the workers never run dry; shops polled per minute over --capacity-seconds, and the ratio 2 : 1;
+   so the workers never run dry; shops polled per minute over --capacity-seconds, and the ratio 2 : 1 (the
+   scheduler claims every 10 s, so a capacity above --shops per 10 s cannot show: keep --shops above that);
 2. timeliness with --workers workers at the real 60 s interval, the shops' first polls spread over a minute: over
    --seconds, the longest gap between two polls of one shop (target <= 70 s) and how many shops went over it.
 
