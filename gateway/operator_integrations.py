@@ -44,7 +44,10 @@ async def integrations_list(settings: Settings, engine: AsyncEngine, args: argpa
 
 async def integrations_transition(settings: Settings, engine: AsyncEngine, args: argparse.Namespace) -> int:
     from_states, to_state = TRANSITIONS[args.action]
-    values: dict[str, Any] = {"activated_at": utcnow()} if args.action == "activate" else {}
+    now = utcnow()
+    values: dict[str, Any] = {"activated_at": now} if args.action == "activate" else {}
+    if to_state == "active":
+        values["next_poll_at"] = now  # polled at the scheduler's next run, not after an old claim or back-off
     async with engine.begin() as conn:
         integration = await get_integration(conn, integration_id=args.integration_id)
         if integration is None:

@@ -92,6 +92,7 @@ async def test_activate_ends_a_trial_pause_and_records_the_activation(engine: As
         after = await get_integration_or_raise(conn, integration_id=integration.id)
     assert after.state == "active"
     assert after.activated_at is not None
+    assert after.next_poll_at == after.activated_at  # polled at the scheduler's next run
 
 
 @pytest.mark.parametrize("action", ["pause", "resume", "activate"])
