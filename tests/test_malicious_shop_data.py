@@ -20,14 +20,13 @@ from starlette.testclient import TestClient
 
 from gateway import pipeline
 from gateway.app import create_app
-from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.jobs.worker import create_worker
 from gateway.sandbox.mww_seed import Customer, Line, SandboxOrder
 from gateway.store import orders
 from gateway.store.integrations import Integration, update_integration
 from tests.support.factories import create_login, create_sandbox_integration, log_in
-from tests.support.servers import FlowSandboxes
+from tests.support.servers import POLLER_AWAY, FlowSandboxes
 
 SCRIPT = '<script>alert("owned")</script>'
 NASTY_NAMES = (f"{SCRIPT} & <b>Bold</b>", "Robert'); DROP TABLE order_sync;--", "Zoë 🫖 مرحبا 日本 \u202eevil\u0301")
@@ -93,7 +92,7 @@ async def book_hostile_orders(
     async with engine.begin() as conn:
         account_id = await create_login(conn, email=email)
         integration = await create_sandbox_integration(
-            conn, exact_app=exact_app, cipher=cipher, account_id=account_id, next_poll_at=utcnow().replace(year=2100)
+            conn, exact_app=exact_app, cipher=cipher, account_id=account_id, next_poll_at=POLLER_AWAY
         )
         booking = integration.settings.replace(discount_gl_account="8060")
         await update_integration(conn, integration_id=integration.id, settings=booking)

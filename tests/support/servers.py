@@ -15,7 +15,7 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -264,6 +264,7 @@ async def wait_for(condition: Callable[[], Awaitable[bool]], *, within: float, w
 
 # --- A whole flow with every secret in play (log redaction, Redis contents, metrics) ---------------------------------
 
+POLLER_AWAY = datetime(2100, 1, 1, tzinfo=UTC)  # next_poll_at that keeps the poller off a test's shop (any "now")
 METRICS_TOKEN = "metrics-token-flow-0001"
 TOKEN_AGE = 700.0  # seconds: the stored Exact access token has expired, so the booking renews it first
 
@@ -305,7 +306,7 @@ async def run_full_flow(engine: AsyncEngine, redis: ArqRedis, sandboxes: FlowSan
     async with engine.begin() as conn:
         account_id = await create_login(conn, email=email)
         integration = await create_sandbox_integration(
-            conn, exact_app=exact_app, cipher=cipher, account_id=account_id, next_poll_at=utcnow().replace(year=2100)
+            conn, exact_app=exact_app, cipher=cipher, account_id=account_id, next_poll_at=POLLER_AWAY
         )
         old = await credentials.get_credential(
             conn, integration_id=integration.id, kind=credentials.EXACT_OAUTH, cipher=cipher
