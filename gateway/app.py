@@ -60,8 +60,9 @@ def proxy_middleware(settings: Settings) -> list[Middleware]:
 
 
 def served_hosts(settings: Settings) -> tuple[str, ...]:
-    """The Host names answered: PUBLIC_URL's, ALLOWED_HOSTS, and in dev the loopback names too."""
-    loopback = ("127.0.0.1", "localhost") if settings.is_dev else ()
+    """The Host names answered: PUBLIC_URL's, ALLOWED_HOSTS, and outside production the loopback names too (dev and
+    the test runs serve on 127.0.0.1 whatever PUBLIC_URL says)."""
+    loopback = () if settings.is_production else ("127.0.0.1", "localhost")
     return tuple(dict.fromkeys((settings.public_host, *settings.allowed_hosts, *loopback)))
 
 
