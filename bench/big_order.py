@@ -29,13 +29,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bench.booking import database
+from bench.booking import create_bench_integration, database
 from bench.governor import ScaledClock
 from gateway.clients.exact import ExactClient
 from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.db import create_engine
-from gateway.exact_auth import store_tokens
 from gateway.exact_oauth import ExactTokens
 from gateway.jobs.sync_order import BookingServices, book_order, services_from_context
 from gateway.jobs.worker import JOB_TIMEOUT
@@ -43,8 +42,8 @@ from gateway.local_redis import start_private_redis
 from gateway.ratelimit import RateGovernor
 from gateway.sandbox.exact import create_exact_sandbox
 from gateway.settings import EXACT_COUNTRIES, Settings
-from gateway.store import credentials, notices
-from gateway.store.integrations import IntegrationSettings, create_integration, save_vat_mapping, update_integration
+from gateway.store import notices
+from gateway.store.integrations import IntegrationSettings
 
 DIVISION = 123456
 EXACT_URL, SHOP_URL = "http://exact.bench.local", "http://shop.bench.local/v1"
@@ -122,30 +121,17 @@ async def consent(http: httpx.AsyncClient) -> ExactTokens:
 
 async def set_up(services: BookingServices, settings: Settings, tokens: ExactTokens) -> int:
     cipher = Cipher(settings.encryption_keys)
-    async with services.engine.begin() as conn:
-        from gateway import tables
-
-        account = await conn.execute(
-            tables.account.insert().values(email="big@bench.test", password_hash="!", created_at=utcnow())  # noqa: S106
-        )
-        integration = await create_integration(conn, account_id=int(account.inserted_primary_key[0]), name="Big")
-        await update_integration(
-            conn,
-            integration_id=integration.id,
-            state="active",
-            shop_country="NL",
-            shop_connection="connected",
-            exact_country="nl",
-            exact_division=DIVISION,
-            exact_connection="connected",
-            settings=BOOKING,
-        )
-        await credentials.save_credential(
-            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
-        )
-        await store_tokens(conn, integration_id=integration.id, tokens=tokens, cipher=cipher)
-        await save_vat_mapping(conn, integration_id=integration.id, category="NL-21", vat_code="2", gl_account="8000")
-    return integration.id
+    vat = {"NL-21": ("2", "8000")}
+    return await create_bench_integration(
+        services.engine,
+        cipher,
+        tokens,
+        booking=BOOKING,
+        vat=vat,
+        email="big@bench.test",
+        division=DIVISION,
+        shop_token=SHOP_TOKEN,
+    )
 
 
 async def queue(services: BookingServices, integration_id: int, number: str) -> int:

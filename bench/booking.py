@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.datastructures import Secret
 
 from gateway import migrations, tables
+from gateway.clock import utcnow
 from gateway.crypto import Cipher
 from gateway.db import create_engine
 from gateway.exact_auth import store_tokens
@@ -60,7 +61,6 @@ from gateway.store.integrations import (
     create_integration,
     save_vat_mapping,
     update_integration,
-    utcnow,
 )
 
 DIVISION = 123456  # a seeded sandbox administration
@@ -285,9 +285,25 @@ async def set_up(engine: AsyncEngine, settings: Settings, tokens: ExactTokens, i
         b2c_collective=mix == "collective",
         b2c_collective_account="1" if mix == "collective" else "",  # a seeded sandbox account
     )
+    vat = {"NL-21": ("2", "8000"), "NL-9": ("1", "8010")}
+    return await create_bench_integration(engine, cipher, tokens, booking=booking, vat=vat, email="bench@bench.test")
+
+
+async def create_bench_integration(
+    engine: AsyncEngine,
+    cipher: Cipher,
+    tokens: ExactTokens,
+    *,
+    booking: IntegrationSettings,
+    vat: dict[str, tuple[str, str]],
+    email: str,
+    division: int = DIVISION,
+    shop_token: str = SHOP_TOKEN,
+) -> int:
+    """An active integration of a new account, both sides connected, with `vat` as category -> (code, G/L)."""
     async with engine.begin() as conn:
         account = await conn.execute(
-            tables.account.insert().values(email="bench@bench.test", password_hash="!", created_at=utcnow())  # noqa: S106
+            tables.account.insert().values(email=email, password_hash="!", created_at=utcnow())  # noqa: S106
         )
         integration = await create_integration(conn, account_id=int(account.inserted_primary_key[0]), name="Bench")
         await update_integration(
@@ -297,15 +313,15 @@ async def set_up(engine: AsyncEngine, settings: Settings, tokens: ExactTokens, i
             shop_country="NL",
             shop_connection="connected",
             exact_country="nl",
-            exact_division=DIVISION,
+            exact_division=division,
             exact_connection="connected",
             settings=booking,
         )
         await credentials.save_credential(
-            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=SHOP_TOKEN, cipher=cipher
+            conn, integration_id=integration.id, kind=credentials.SHOP_TOKEN, secret=shop_token, cipher=cipher
         )
         await store_tokens(conn, integration_id=integration.id, tokens=tokens, cipher=cipher)
-        for category, code, gl in (("NL-21", "2", "8000"), ("NL-9", "1", "8010")):
+        for category, (code, gl) in vat.items():
             await save_vat_mapping(conn, integration_id=integration.id, category=category, vat_code=code, gl_account=gl)
     return integration.id
 
