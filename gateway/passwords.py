@@ -60,7 +60,7 @@ def spend_verify_time(password: str) -> None:
 
 
 T = TypeVar("T")
-HASHING_NICENESS = 10  # hashing threads yield the CPU to the event loop (Linux: niceness is per thread)
+HASHING_NICENESS = 19  # hashing threads yield the CPU to the event loop (Linux: niceness is per thread)
 
 
 def _lower_priority() -> None:
